@@ -1,0 +1,2 @@
+"""archivekeeper."""
+__version__ = "0.1.0"
