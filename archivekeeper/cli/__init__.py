@@ -66,6 +66,12 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"archivekeeper {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -74,12 +80,10 @@ def main(
         help=f"Workspace directory (catalog.db, store/, archivekeeper.toml). Default: ./{DEFAULT_WORKSPACE}.")] = None,
     wait: Annotated[float, typer.Option(
         help="Seconds to wait for another archivekeeper process holding the workspace.")] = 0.0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=lambda value: _print_version(value))] = False,
 ) -> None:
     """Fetch, catalog and export dated web captures made before the AI era."""
-    if version:
-        typer.echo(f"archivekeeper {__version__}")
-        raise typer.Exit(0)
     logging.getLogger("warcio").setLevel(logging.ERROR)
     ctx.obj = State(workspace_dir=workspace or DEFAULT_WORKSPACE, wait=wait)
 
