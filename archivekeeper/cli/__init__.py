@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,6 +63,13 @@ def handle_errors(func: F) -> F:
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise fail(f"{where}{exc.strerror or exc}") from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # the last line of defence: one line, never a traceback
+            if os.environ.get("ARCHIVEKEEPER_DEBUG"):
+                raise
+            raise fail(f"internal error: {type(exc).__name__}: {exc} "
+                       "(set ARCHIVEKEEPER_DEBUG=1 for a traceback, and please report it)", 70) from None
 
     return wrapper  # type: ignore[return-value]
 

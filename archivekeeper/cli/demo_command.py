@@ -21,7 +21,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the stats as JSON.")] = False,
 ) -> None:
     """Offline demo: generate a sample archive (2019–2024), import it and print captures per year."""
-    from .demo import generate_sample_archive
+    from ..demo import generate_sample_archive
 
     with opened(ctx, write=True) as (workspace, catalog):
         sample_dir = workspace.root / "demo-input"
