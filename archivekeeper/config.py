@@ -52,6 +52,10 @@ class SourceSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     collinfo_ttl: float = 86400.0  # Common Crawl asks clients to cache collinfo.json
+    backoff_base: float = 2.0  # first retry waits about this long (exponential, with jitter)
+    backoff_max: float = 120.0
+    pause_after: int = 3  # rate signals (429, refused/reset connections) in a row before the source pauses
+    pause_seconds: float = 60.0  # first whole-source pause; doubles on each further pause
 
 
 DEFAULT_SOURCES: Mapping[str, SourceSettings] = {
@@ -133,7 +137,8 @@ def _source_from(name: str, base: SourceSettings, values: Mapping[str, Any], env
     changes: dict[str, Any] = {}
     types = {"base_url": str, "data_url": str, "cdx_per_minute": float, "fetches_per_second": float,
              "concurrency": int, "max_retries": int, "connect_timeout": float, "read_timeout": float,
-             "collinfo_ttl": float}
+             "collinfo_ttl": float, "backoff_base": float, "backoff_max": float, "pause_after": int,
+             "pause_seconds": float}
     for key, value in values.items():
         if key not in types:
             raise ConfigError(f"unknown setting sources.{name}.{key}")

@@ -8,26 +8,35 @@ reported; the next file is still imported. Re-importing a file adds nothing.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import glob
+import hashlib
 import multiprocessing
 import os
-import queue as queue_module
 import shutil
+import signal
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .catalog import Catalog
 from .digests import HashingReader
 from .errors import ArchiveKeeperError, CatalogError, InputFileError, StoreError
-from .warcreader import ScanResult, scan
+from .warcreader import ScanResult, build_row, scan_raw
 from .workspace import Workspace
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 2000  # records per message from a worker
+WRITE_BATCH_ROWS = 20_000  # at most this many rows per catalog transaction, from the messages waiting
+HASH_CHUNK = 1 << 20
 IMPORT_SOURCE = "import"
 
 
@@ -108,45 +117,104 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[Path], list[FileOutcome]]:
 
 
 # -- worker side -------------------------------------------------------------------------------
+# Workers take two kinds of task: ("scan", ...) parses a file and streams its rows; ("hash", ...)
+# reads it once more for its SHA-256. Hashing in its own task keeps it off the parser's core (a
+# thread beside FastWARC would fight it for the GIL), so even a one-file import uses two cores.
 
-def _scan_to_queue(index: int, path: str, source: str, out: Any) -> None:
-    """Scan one file, sending ("rows", index, rows, position) chunks then ("done", index, ...)."""
+def _scan_to_pipe(index: int, path: str, out: Any) -> None:
+    """Scan one file, sending ("rows", index, raw records, position) chunks then ("scanned", index, ...).
+
+    Only the parsing half runs here: the main process turns the raw records into catalog rows
+    (:func:`warcreader.build_row`), so a one-file import keeps a second core busy.
+    """
     result = ScanResult()
     chunk: list[tuple[Any, ...]] = []
     error: str | None = None
     try:
-        for record in scan(Path(path), source=source, result=result):
-            chunk.append(_wire(record))
+        for raw in scan_raw(Path(path), result=result, hash_file=False):
+            chunk.append(raw)
             if len(chunk) >= CHUNK_ROWS:
-                out.put(("rows", index, chunk, record.offset))
+                out.send(("rows", index, chunk, raw[0]))
                 chunk = []
     except ArchiveKeeperError as exc:
         error = str(exc)
     except Exception as exc:  # an unexpected fault in a parser must not kill the whole import
         error = f"{path}: unexpected error while reading: {type(exc).__name__}: {exc}"
     if chunk:
-        out.put(("rows", index, chunk, chunk[-1][14]))
-    out.put(("done", index, result.size, result.sha256, [str(p) for p in result.problems], error,
-             result.records_seen))
+        out.send(("rows", index, chunk, chunk[-1][0]))
+    out.send(("scanned", index, [str(p) for p in result.problems], error, result.records_seen))
 
 
-def _wire(record: Any) -> tuple[Any, ...]:
-    return (record.record_key, record.url, record.urlkey, record.timestamp, record.capture_time, record.year,
-            0, record.status, record.mime, record.digest, record.payload_sha1, record.record_type,
-            record.record_id, 0, record.offset, record.length, record.source, record.verification,
-            record.verification_reason, record.refers_to_url, record.refers_to_date)
+def _hash_to_pipe(index: int, path: str, out: Any) -> None:
+    """SHA-256 and size of one file: ("hashed", index, size, sha256, error)."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(HASH_CHUNK)
+    view = memoryview(buffer)
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            while count := handle.readinto(buffer):
+                digest.update(view[:count])
+                size += count
+    except OSError as exc:
+        out.send(("hashed", index, size, None, f"{path}: cannot read: {exc.strerror or exc}"))
+        return
+    out.send(("hashed", index, size, digest.hexdigest(), None))
 
 
-def _worker_main(tasks: Any, out: Any) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make a worker end when the import's main process does (even by SIGKILL): an orphaned worker
+    would keep the workspace lock (inherited across fork) and wait on its full pipe forever."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    else:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before we could ask
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _worker_main(tasks: Any, out: Connection, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     while True:
-        task = tasks.get()
+        task: tuple[Any, ...] | None = tasks.get()
         if task is None:
+            out.close()
             return
-        index, path, source = task
-        _scan_to_queue(index, path, source, out)
+        kind, index, path = task
+        if kind == "scan":
+            _scan_to_pipe(index, path, out)
+        else:
+            _hash_to_pipe(index, path, out)
 
 
 # -- main side ---------------------------------------------------------------------------------
+
+def _receive(pipes: list[Connection]) -> list[tuple[Any, ...]]:
+    """The next worker messages: wait (up to a second) for one, then take whatever else is ready,
+    up to ``WRITE_BATCH_ROWS`` rows. A pipe at its end is dropped from ``pipes``."""
+    messages: list[tuple[Any, ...]] = []
+    rows = 0
+    ready = cast(list[Connection], wait_for(pipes, timeout=1.0))
+    while ready and rows < WRITE_BATCH_ROWS:
+        for pipe in ready:
+            try:
+                message: tuple[Any, ...] = pipe.recv()
+            except EOFError:
+                pipes.remove(pipe)
+                continue
+            messages.append(message)
+            if message[0] == "rows":
+                rows += len(message[2])
+        ready = cast(list[Connection], wait_for(pipes, timeout=0))
+    return messages
+
 
 class Importer:
     """Import WARC/ARC files into a workspace's catalog."""
@@ -159,6 +227,7 @@ class Importer:
         self.jobs = jobs if jobs is not None else (os.cpu_count() or 1)
         self.source = source
         self.progress = progress or (lambda event, amount: None)
+        self._problems: dict[int, list[str]] = {}  # record-level faults met building rows, per file
 
     def run(self, paths: Sequence[str]) -> ImportSummary:
         started = time.monotonic()
@@ -174,7 +243,8 @@ class Importer:
                 sizes += outcome.size
         self.progress("total", sizes)
         if todo:
-            self._scan_all(todo)
+            with self.catalog.bulk_writes():
+                self._scan_all(todo)
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -195,7 +265,8 @@ class Importer:
         stored = self.workspace.relative(path)
         outcome = FileOutcome(path=stored, status="imported", size=stat.st_size)
         known = self.catalog.file_by_path(stored)
-        if known and known["status"] == "complete" and known["size"] == stat.st_size and known["mtime"] == stat.st_mtime:
+        unchanged = known is not None and known["size"] == stat.st_size and known["mtime"] == stat.st_mtime
+        if known and known["status"] == "complete" and unchanged:
             outcome.status = "skipped"
             outcome.sha256 = known["sha256"]
             return outcome, None
@@ -232,52 +303,97 @@ class Importer:
         return target
 
     def _scan_all(self, todo: list[tuple[Path, FileOutcome, int]]) -> None:
-        workers = max(1, min(self.jobs, len(todo)))
-        ctx = multiprocessing.get_context("fork")
-        tasks = ctx.Queue()
-        results = ctx.Queue(maxsize=8 * workers)
+        tasks_list: list[tuple[Any, ...]] = []
         for index, (path, _, _) in enumerate(todo):
-            tasks.put((index, str(path), self.source))
+            tasks_list.append(("scan", index, str(path)))
+            tasks_list.append(("hash", index, str(path)))
+        workers = max(1, min(self.jobs, len(tasks_list)))
+        ctx = multiprocessing.get_context("fork")
+        tasks = ctx.SimpleQueue()
+        for task in tasks_list:
+            tasks.put(task)
         for _ in range(workers):
             tasks.put(None)
-        procs = [ctx.Process(target=_worker_main, args=(tasks, results), daemon=True) for _ in range(workers)]
-        for proc in procs:
+        # one pipe per worker: sending pickles in the worker's own thread (no feeder thread to
+        # contend with the parser for the GIL), and a full pipe makes the worker wait for us
+        procs: list[Any] = []
+        pipes: list[Connection] = []
+        for _ in range(workers):
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker_main, args=(tasks, send, os.getpid()), daemon=True)
             proc.start()
+            send.close()
+            procs.append(proc)
+            pipes.append(receive)
         positions = [0] * len(todo)
+        scanned: dict[int, tuple[Any, ...]] = {}
+        hashed: dict[int, tuple[Any, ...]] = {}
         remaining = len(todo)
         try:
             while remaining:
-                try:
-                    message = results.get(timeout=1.0)
-                except queue_module.Empty:
-                    if not any(proc.is_alive() for proc in procs):
-                        raise CatalogError("import workers exited unexpectedly") from None
-                    continue
-                kind, index = message[0], message[1]
-                path, outcome, file_id = todo[index]
-                if kind == "rows":
-                    rows, position = message[2], message[3]
-                    outcome.records_new += self._insert(rows, file_id)
-                    self.progress("advance", max(0, position - positions[index]))
-                    positions[index] = max(positions[index], position)
-                else:
-                    size, sha256, problems, error, seen = message[2:]
-                    self._finish(outcome, file_id, size, sha256, problems, error, seen)
-                    self.progress("advance", max(0, outcome.size - positions[index]))
-                    remaining -= 1
+                if not pipes:
+                    raise CatalogError("import workers exited unexpectedly")
+                batch: list[tuple[Any, ...]] = []
+                for message in _receive(pipes):
+                    if message[0] == "rows":
+                        batch.append(message)
+                        continue
+                    self._write(batch, todo, positions)  # a file's rows are in before its end
+                    batch = []
+                    remaining -= self._handle(message, todo, positions, scanned, hashed)
+                self._write(batch, todo, positions)
         finally:
+            for pipe in pipes:
+                pipe.close()
             for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
                 proc.join(timeout=5)
+            tasks.close()
 
-    def _insert(self, rows: list[tuple[Any, ...]], file_id: int) -> int:
-        cutoff = self.catalog.cutoff_iso
-        fixed = [(*row[:6], int(row[4] < cutoff), *row[7:13], file_id, *row[14:]) for row in rows]
+    def _write(self, batch: list[tuple[Any, ...]], todo: list[tuple[Path, FileOutcome, int]],
+               positions: list[int]) -> None:
+        """Insert the row chunks received together, in one transaction (bigger transactions cost the
+        catalog's random-key indexes far fewer page writes per row)."""
+        if not batch:
+            return
+        cutoff_iso = self.catalog.cutoff_iso
         try:
-            return self.catalog.insert_rows(fixed)
+            with self.catalog.transaction():
+                for _, index, raws, _ in batch:
+                    path, outcome, file_id = todo[index]
+                    rows = []
+                    for raw in raws:
+                        try:
+                            rows.append(build_row(raw, source=self.source, path=path, file_id=file_id,
+                                                  cutoff_iso=cutoff_iso))
+                        except InputFileError as exc:
+                            self._problems.setdefault(index, []).append(str(exc))
+                    outcome.records_new += self.catalog.insert_rows(rows)
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot write the catalog: {exc}") from None
+        for _, index, _, position in batch:
+            self.progress("advance", max(0, position - positions[index]))
+            positions[index] = max(positions[index], position)
+
+    def _handle(self, message: tuple[Any, ...], todo: list[tuple[Path, FileOutcome, int]], positions: list[int],
+                scanned: dict[int, tuple[Any, ...]], hashed: dict[int, tuple[Any, ...]]) -> int:
+        """Act on the end of a file's scan or hash; 1 when that completed the file."""
+        kind, index = message[0], message[1]
+        _, outcome, file_id = todo[index]
+        (scanned if kind == "scanned" else hashed)[index] = message[2:]
+        if index not in scanned or index not in hashed:
+            return 0
+        problems, error, seen = scanned.pop(index)
+        problems = self._problems.pop(index, []) + problems
+        size, sha256, hash_error = hashed.pop(index)
+        if error:  # as a single pass would: no file digest for a file that broke
+            sha256 = None
+        elif hash_error:
+            error = hash_error
+        self._finish(outcome, file_id, size, sha256, problems, error, seen)
+        self.progress("advance", max(0, outcome.size - positions[index]))
+        return 1
 
     def _finish(self, outcome: FileOutcome, file_id: int, size: int, sha256: str | None, problems: list[str],
                 error: str | None, seen: int) -> None:

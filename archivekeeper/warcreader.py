@@ -1,9 +1,14 @@
 """Stream the records of one WARC or ARC file into catalog records, hashing as it reads.
 
 WARC files are parsed with FastWARC (several times faster than warcio), ARC files with warcio
-(FastWARC does not read ARC). In the same single pass we compute the SHA-1 of every payload and
-the SHA-256 of the whole file, and we check the file's framing: per-record gzip, no truncated
-tail, no trailing garbage. Payloads are read in chunks and never held whole in memory.
+(FastWARC does not read ARC). While parsing we check every payload's SHA-1 (FastWARC hashes it in
+Rust; a payload that does not match its WARC-Payload-Digest is read again to learn its SHA-1) and
+the file's framing: per-record gzip, no truncated tail, no trailing garbage. The SHA-256 of the
+whole file is computed in the same pass, or left to the caller (the importer hashes each file in
+another process, beside the parser). Payloads are read in chunks and never held whole in memory.
+
+Scanning is two halves: :func:`scan_raw` parses (what the importer's workers run) and
+:func:`build_row` turns what was read into a catalog row (what its main process runs).
 """
 
 from __future__ import annotations
@@ -13,8 +18,12 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
+
+from fastwarc.warc import ArchiveIterator as FastArchiveIterator
+from fastwarc.warc import WarcHeader as _H
 
 from .digests import HashingReader, format_sha1, normalize_digest
 from .errors import ArchiveKeeperError, InputFileError, NotAWarcError
@@ -23,6 +32,10 @@ from .surt import surt
 from .timestamps import parse_warc_date, to_iso, to_timestamp
 
 READ_CHUNK = 1 << 16
+FILE_HASH_CHUNK = 1 << 20
+# payloads of one file that may fail FastWARC's digest check (each then read again) before the
+# rest of the file is hashed in Python instead
+RUST_DIGEST_MISSES = 16
 # FastWARC record type bits (WarcRecordType)
 _TYPE_NAMES = {2: "warcinfo", 4: "response", 8: "resource", 16: "request", 32: "metadata", 64: "revisit",
                128: "conversion", 256: "continuation"}
@@ -30,6 +43,16 @@ GZIP_MAGIC = b"\x1f\x8b"
 _BLANK_LINE = re.compile(rb"\n\r*\n")
 # a record should end in CRLF CRLF; tolerate writers that left some of it out
 _TERMINATOR = 4
+# What the parser read of one catalogued record, nothing derived yet (see build_row):
+# (offset, length, record_type, url, warc_date, record_id, status, content_type, claimed digest
+#  (normalized), computed payload SHA-1, refers_to_url, refers_to_date, file_key (ARC: its offset))
+RawRecord = tuple[Any, ...]
+# CatalogRecord fields in row order (None: pre_cutoff and file_id, which a row holds instead)
+_RECORD_FIELDS = ("record_key", "url", "urlkey", "timestamp", "capture_time", "year", None, "status", "mime",
+                  "digest", "payload_sha1", "record_type", "record_id", None, "offset", "length", "source",
+                  "verification", "verification_reason", "refers_to_url", "refers_to_date")
+# a WARC-Date already in the catalog's form (to the second, UTC): used as is
+_PLAIN_WARC_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +98,6 @@ class ScanResult:
     problems: list[InputFileError] = field(default_factory=list)
 
 
-class _PayloadHasher:
-    def __init__(self) -> None:
-        self.sha1 = hashlib.sha1()
-        self.length = 0
-
-    def feed_from(self, read: Any) -> None:
-        while chunk := read(READ_CHUNK):
-            self.sha1.update(chunk)
-            self.length += len(chunk)
-
-
 def _verification(record_type: str, claimed: str | None, computed: str | None,
                   block_claim: str | None = None, block_computed: str | None = None) -> tuple[str, str | None]:
     if record_type == "revisit":
@@ -103,33 +115,6 @@ def _mime(content_type: str | None) -> str | None:
     if not content_type:
         return None
     return content_type.split(";", 1)[0].strip().lower() or None
-
-
-def _build(*, url: str | None, warc_date: str | None, record_type: str, record_id: str | None,
-           status: int | None, content_type: str | None, claimed: str | None, computed: str | None,
-           offset: int, source: str, path: Path, refers_to_url: str | None = None,
-           refers_to_date: str | None = None, file_key: str | None = None) -> CatalogRecord:
-    if not url:
-        raise InputFileError("record has no WARC-Target-URI", path=path, offset=offset)
-    url = url.strip().strip("<>")
-    if not warc_date:
-        raise InputFileError("record has no WARC-Date", path=path, offset=offset)
-    try:
-        moment = parse_warc_date(warc_date)
-        urlkey = surt(url)
-    except ArchiveKeeperError as exc:
-        raise InputFileError(str(exc), path=path, offset=offset) from None
-    claimed = normalize_digest(claimed)
-    verification, reason = _verification(record_type, claimed, computed)
-    capture_time = to_iso(moment)
-    key = make_record_key(record_id, url, capture_time, record_type, claimed or computed, file_key)
-    return CatalogRecord(
-        record_key=key, url=url, urlkey=urlkey, timestamp=to_timestamp(moment), capture_time=capture_time,
-        year=moment.year, pre_cutoff=False, status=status, mime=_mime(content_type),
-        digest=claimed or computed, payload_sha1=computed, record_type=record_type, record_id=record_id,
-        warc_file=str(path), offset=offset, length=0, source=source, verification=verification,
-        verification_reason=reason, refers_to_url=refers_to_url, refers_to_date=refers_to_date,
-    )
 
 
 def record_end(handle: BinaryIO, offset: int, gzipped: bool, path: Path) -> int:
@@ -186,58 +171,129 @@ def scan(path: Path, *, source: str = "import", result: ScanResult | None = None
     the scan goes on; a structural fault (corrupt or truncated gzip, bad framing) raises
     :class:`InputFileError` after every good record before it has been yielded.
     """
+    warc_file = str(path)
+    for row in scan_rows(path, source=source, result=result):
+        values = {name: value for name, value in zip(_RECORD_FIELDS, row, strict=True) if name is not None}
+        yield CatalogRecord(**values, pre_cutoff=False, warc_file=warc_file)
+
+
+def scan_rows(path: Path, *, source: str = "import", result: ScanResult | None = None, file_id: int = 0,
+              cutoff_iso: str | None = None, hash_file: bool = True) -> Iterator[tuple[Any, ...]]:
+    """:func:`scan` as catalog insert rows (``catalog.CAPTURE_COLUMNS`` order).
+
+    ``file_id`` fills the ``file_id`` column; ``pre_cutoff`` is ``capture_time < cutoff_iso``
+    (0 without a cutoff). Same records, same faults, same order as :func:`scan`.
+    """
+    result = result if result is not None else ScanResult()
+    for raw in scan_raw(path, result=result, hash_file=hash_file):
+        try:
+            yield build_row(raw, source=source, path=path, file_id=file_id, cutoff_iso=cutoff_iso)
+        except InputFileError as exc:
+            result.problems.append(exc)
+
+
+def scan_raw(path: Path, *, result: ScanResult | None = None, hash_file: bool = True) -> Iterator[RawRecord]:
+    """The parsing half of :func:`scan_rows`: one :data:`RawRecord` per catalogued record, as read.
+
+    :func:`build_row` is the other half (where record-level faults show). The importer runs this
+    half in its workers and :func:`build_row` in its main process, so one file keeps two cores
+    busy. With ``hash_file=False`` the file's SHA-256 is left to the caller (``result.sha256``
+    stays ``None``, ``result.size`` is the file's size); structural faults raise as in :func:`scan`.
+    """
     result = result if result is not None else ScanResult()
     fmt = sniff(path)
     if fmt.kind == "arc":
-        yield from _scan_arc(path, fmt, source, result)
+        yield from _scan_arc(path, result)
     else:
-        yield from _scan_warc(path, fmt, source, result)
+        yield from _scan_warc(path, fmt, result, hash_file)
 
 
-def _scan_warc(path: Path, fmt: FileFormat, source: str, result: ScanResult) -> Iterator[CatalogRecord]:
-    from fastwarc.warc import ArchiveIterator
+def build_row(raw: RawRecord, *, source: str, path: Path, file_id: int = 0,
+              cutoff_iso: str | None = None) -> tuple[Any, ...]:
+    """The catalog row of one :data:`RawRecord`; :class:`InputFileError` for a record-level fault."""
+    (offset, length, record_type, url, warc_date, record_id, status, content_type, claimed, computed,
+     refers_to_url, refers_to_date, file_key) = raw
+    if not url:
+        raise InputFileError("record has no WARC-Target-URI", path=path, offset=offset)
+    url = url.strip().strip("<>")
+    if not warc_date:
+        raise InputFileError("record has no WARC-Date", path=path, offset=offset)
+    try:
+        if _PLAIN_WARC_DATE.match(warc_date) and warc_date >= "1000":
+            datetime.fromisoformat(warc_date)  # validates; the text already is the catalog's form
+            capture_time = warc_date
+            timestamp = (warc_date[0:4] + warc_date[5:7] + warc_date[8:10] + warc_date[11:13] + warc_date[14:16]
+                         + warc_date[17:19])
+            year = int(warc_date[0:4])
+        else:
+            moment = parse_warc_date(warc_date)
+            capture_time, timestamp, year = to_iso(moment), to_timestamp(moment), moment.year
+        urlkey = surt(url)
+    except ArchiveKeeperError as exc:
+        raise InputFileError(str(exc), path=path, offset=offset) from None
+    except ValueError:  # the fast path's check failed: let the full parser word the error
+        try:
+            parse_warc_date(warc_date)
+        except ArchiveKeeperError as exc:
+            raise InputFileError(str(exc), path=path, offset=offset) from None
+        raise
+    verification, reason = _verification(record_type, claimed, computed)
+    digest = claimed or computed
+    return (
+        make_record_key(record_id, url, capture_time, record_type, digest, file_key), url, urlkey, timestamp,
+        capture_time, year, int(cutoff_iso is not None and capture_time < cutoff_iso), status, _mime(content_type),
+        digest, computed, record_type, record_id, file_id, offset, length, source, verification, reason,
+        refers_to_url, refers_to_date,
+    )
 
+
+def _scan_warc(path: Path, fmt: FileFormat, result: ScanResult, hash_file: bool) -> Iterator[RawRecord]:
     size = path.stat().st_size
-    pending: CatalogRecord | None = None
+    pending: list[Any] | None = None
     pending_pos = -1
+    misses = [0]
     with open(path, "rb") as raw, open(path, "rb") as probe:
-        reader = HashingReader(raw)
-        iterator = ArchiveIterator(reader, parse_http=True, auto_decode="none", quirks_mode=True)
+        reader: BinaryIO | HashingReader = HashingReader(raw) if hash_file else raw
+        iterator = FastArchiveIterator(cast(BinaryIO, reader), parse_http=True, auto_decode="none",
+                                       quirks_mode=True)
         try:
             for record in iterator:
-                pos = int(record.stream_pos)
+                pos = record.stream_pos
                 if pos <= pending_pos or (pending_pos >= 0 and fmt.gzipped and pos == pending_pos):
                     raise InputFileError(
                         "not a per-record gzip WARC (one gzip stream holds several records); "
                         "recompress it with `warcio recompress`", path=path, offset=pending_pos)
                 if pending is not None:
-                    pending.length = pos - pending.offset
-                    yield pending
+                    pending[1] = pos - pending_pos
+                    yield tuple(pending)
                 pending = None
                 pending_pos = pos
                 result.records_seen += 1
-                record_type = _TYPE_NAMES.get(int(record.record_type), "other")
-                if record_type not in CATALOGUED_TYPES:
-                    continue
-                pending = _from_fastwarc(record, record_type, pos, source, path, result)
+                record_type = _TYPE_NAMES.get(int(record.record_type))
+                if record_type is not None and record_type in CATALOGUED_TYPES:
+                    pending = _raw_from_fastwarc(record, record_type, pos, path, misses)
         except OSError as exc:
             where = pending_pos if pending_pos >= 0 else 0
             if pending is not None:
-                pending.length = _safe_end(probe, pending.offset, fmt.gzipped, path) - pending.offset
-                yield pending
+                pending[1] = _safe_end(probe, pending_pos, fmt.gzipped, path) - pending_pos
+                yield tuple(pending)
             raise InputFileError(f"cannot parse WARC in or after this record: {exc}",
                                  path=path, offset=where) from None
         if pending_pos < 0:
             raise NotAWarcError("no WARC records found", path=path)
-        end = min(record_end(probe, pending_pos, fmt.gzipped, path), size)
+        last_end = record_end(probe, pending_pos, fmt.gzipped, path)
+        end = min(last_end, size)
         if pending is not None:
-            pending.length = end - pending.offset
-            yield pending
-        _check_trailer(probe, end, size, path)
-        while reader.read(READ_CHUNK):  # the hash must cover the whole file
-            pass
-    result.size = reader.bytes_read
-    result.sha256 = reader.sha256.hexdigest()
+            pending[1] = end - pending_pos
+            yield tuple(pending)
+        _check_trailer(probe, last_end, size, path)  # the unclipped end: a file cut inside its last record
+        if isinstance(reader, HashingReader):
+            while reader.read(FILE_HASH_CHUNK):  # the hash must cover the whole file
+                pass
+            result.size = reader.bytes_read
+            result.sha256 = reader.sha256.hexdigest()
+        else:
+            result.size = size
 
 
 def _safe_end(probe: BinaryIO, offset: int, gzipped: bool, path: Path) -> int:
@@ -257,33 +313,53 @@ def _check_trailer(probe: BinaryIO, end: int, size: int, path: Path) -> None:
         raise InputFileError("unreadable data after the last record", path=path, offset=end)
 
 
-def _from_fastwarc(record: Any, record_type: str, pos: int, source: str, path: Path,
-                   result: ScanResult) -> CatalogRecord | None:
+def _raw_from_fastwarc(record: Any, record_type: str, pos: int, path: Path, misses: list[int]) -> list[Any]:
+    """A :data:`RawRecord` as a list (its length is set once the next record's offset is known).
+
+    ``misses[0]`` counts this file's payloads that did not match their digest so far."""
     headers = record.headers
     status: int | None = None
-    content_type = headers.get("Content-Type")
     if record.is_http:
         http = record.http_headers
-        status = int(http.status_code) if http.status_code else None
+        status = http.status_code or None
         content_type = http.get("Content-Type")
+    else:
+        content_type = headers.get(_H.CONTENT_TYPE)
+    claimed = normalize_digest(headers.get(_H.WARC_PAYLOAD_DIGEST))
     computed = None
     if record_type != "revisit":
-        hasher = _PayloadHasher()
-        hasher.feed_from(record.reader.read)
-        computed = format_sha1(hasher.sha1.digest())
-    try:
-        return _build(
-            url=headers.get("WARC-Target-URI"), warc_date=headers.get("WARC-Date"), record_type=record_type,
-            record_id=headers.get("WARC-Record-ID"), status=status, content_type=content_type,
-            claimed=headers.get("WARC-Payload-Digest"), computed=computed, offset=pos, source=source, path=path,
-            refers_to_url=headers.get("WARC-Refers-To-Target-URI"), refers_to_date=headers.get("WARC-Refers-To-Date"),
-        )
-    except InputFileError as exc:
-        result.problems.append(exc)
-        return None
+        if claimed is not None and claimed.startswith("sha1:") and misses[0] < RUST_DIGEST_MISSES:
+            # FastWARC hashes the payload in Rust: when it matches, the claim is the SHA-1; when it
+            # does not, the payload is read again (after a few of those, the file's digests are
+            # not worth checking that way: hash in Python from then on)
+            if record.verify_payload_digest(consume=True):
+                computed = claimed
+            else:
+                misses[0] += 1
+                computed = _payload_sha1_at(path, pos)
+        else:
+            computed = _payload_sha1(record.reader.read)
+    return [pos, 0, record_type, headers.get(_H.WARC_TARGET_URI), headers.get(_H.WARC_DATE),
+            headers.get(_H.WARC_RECORD_ID), status, content_type, claimed, computed,
+            headers.get(_H.WARC_REFERS_TO_TARGET_URI), headers.get(_H.WARC_REFERS_TO_DATE), None]
 
 
-def _scan_arc(path: Path, fmt: FileFormat, source: str, result: ScanResult) -> Iterator[CatalogRecord]:
+def _payload_sha1(read: Any) -> str:
+    sha1 = hashlib.sha1()
+    while chunk := read(READ_CHUNK):
+        sha1.update(chunk)
+    return format_sha1(sha1.digest())
+
+
+def _payload_sha1_at(path: Path, offset: int) -> str:
+    """SHA-1 of the raw payload of the record at ``offset``, read again (its digest did not match)."""
+    sha1 = hashlib.sha1()
+    for chunk in read_payload(path, offset, decode=False):
+        sha1.update(chunk)
+    return format_sha1(sha1.digest())
+
+
+def _scan_arc(path: Path, result: ScanResult) -> Iterator[RawRecord]:
     from warcio.archiveiterator import ArchiveIterator
     from warcio.exceptions import ArchiveLoadFailed
 
@@ -295,31 +371,23 @@ def _scan_arc(path: Path, fmt: FileFormat, source: str, result: ScanResult) -> I
             for record in iterator:
                 result.records_seen += 1
                 record_type = record.rec_type
-                built: CatalogRecord | None = None
+                item: list[Any] | None = None
                 if record_type in CATALOGUED_TYPES:
-                    hasher = _PayloadHasher()
-                    hasher.feed_from(record.raw_stream.read)
+                    computed = _payload_sha1(record.raw_stream.read)
                     iterator.read_to_end()  # warcio knows the offset only once the record is read
                     offset = iterator.get_record_offset()
                     status_line = record.http_headers.get_statuscode() if record.http_headers else None
                     status = int(status_line) if status_line and status_line.isdigit() else None
                     ctype = record.http_headers.get_header("Content-Type") if record.http_headers else None
-                    try:
-                        built = _build(
-                            url=record.rec_headers.get_header("WARC-Target-URI"),
-                            warc_date=record.rec_headers.get_header("WARC-Date"), record_type=record_type,
-                            record_id=None, status=status,
-                            content_type=ctype or record.rec_headers.get_header("Content-Type"), claimed=None,
-                            computed=format_sha1(hasher.sha1.digest()), offset=offset, source=source, path=path,
-                            file_key=str(offset),
-                        )
-                    except InputFileError as exc:
-                        result.problems.append(exc)
+                    item = [offset, 0, record_type, record.rec_headers.get_header("WARC-Target-URI"),
+                            record.rec_headers.get_header("WARC-Date"), None, status,
+                            ctype or record.rec_headers.get_header("Content-Type"), None, computed, None, None,
+                            str(offset)]
                 iterator.read_to_end()
                 offset = iterator.get_record_offset()
-                if built is not None:
-                    built.length = iterator.get_record_length()
-                    yield built
+                if item is not None:
+                    item[1] = iterator.get_record_length()
+                    yield tuple(item)
         except (ArchiveLoadFailed, ValueError, EOFError, OSError, zlib.error) as exc:
             raise InputFileError(f"cannot parse ARC: {exc}", path=path, offset=offset) from None
         while reader.read(READ_CHUNK):

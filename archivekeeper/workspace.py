@@ -86,6 +86,8 @@ class Workspace:
 
     def store_path(self, name: str) -> Path:
         """A path inside the store; ``name`` may not escape it."""
+        if "\0" in name:  # resolve() would raise ValueError, outside the error hierarchy
+            raise WorkspaceError(f"refusing a store name with a NUL byte: {name!r}", path=self.store_dir)
         target = (self.store_dir / name).resolve()
         if self.store_dir.resolve() not in target.parents:
             raise WorkspaceError(f"refusing to write outside the store: {name!r}", path=target)
@@ -123,7 +125,7 @@ class Workspace:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two first uses may race here
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()

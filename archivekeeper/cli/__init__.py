@@ -126,4 +126,4 @@ def run() -> None:
 
 
 # Command modules register themselves on `app` when imported.
-from . import catalog_commands, demo_command  # noqa: E402,F401
+from . import catalog_commands, demo_command, export_commands, sync_command  # noqa: E402,F401
