@@ -117,11 +117,21 @@ class Catalog:
         self.conn: sqlite3.Connection = db.conn
         self.cutoff = cutoff
         self.cutoff_iso = to_iso(cutoff)
+        self.readonly = False
+        self.cutoff_is_stale = False
 
     @classmethod
-    def open(cls, path: Path, cutoff: datetime) -> Catalog:
+    def open(cls, path: Path, cutoff: datetime, *, readonly: bool = False) -> Catalog:
         """Open (creating if needed) the catalog at ``path`` in WAL mode, recomputing ``pre_cutoff``
-        if the cutoff changed since the last run."""
+        if the cutoff changed since the last run.
+
+        ``readonly`` opens for reading only and writes nothing at all (no schema, no recompute), so
+        queries work while a writer holds the workspace, and on read-only media. Callers that hold
+        the workspace lock open writable; a read-only catalog whose cutoff differs from ``cutoff``
+        reports it in :attr:`cutoff_is_stale`.
+        """
+        if readonly:
+            return cls._open_readonly(path, cutoff)
         try:
             conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -132,6 +142,35 @@ class Catalog:
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot open catalog {path}: {exc}") from None
         return catalog
+
+    @classmethod
+    def _open_readonly(cls, path: Path, cutoff: datetime) -> Catalog:
+        if not path.exists():
+            raise CatalogError(f"no catalog at {path} yet (import or sync something first)")
+        uri = path.resolve().as_uri()
+        last_error: Exception | None = None
+        # mode=ro needs the -shm file (or a writable directory to make it); immutable=1 reads a
+        # catalog on read-only media, where no writer can be running anyway.
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=30.0, isolation_level=None)
+                conn.execute("SELECT count(*) FROM meta").fetchone()
+                break
+            except sqlite3.DatabaseError as exc:
+                last_error = exc
+        else:
+            raise CatalogError(f"cannot open catalog {path} for reading: {last_error}") from None
+        catalog = cls(sqlite_utils.Database(conn), cutoff)
+        catalog.readonly = True
+        version = catalog.get_meta("schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise CatalogError(f"catalog schema {version} is newer than this archivekeeper ({SCHEMA_VERSION})")
+        catalog.cutoff_is_stale = catalog.get_meta("cutoff") != catalog.cutoff_iso
+        return catalog
+
+    def has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
 
     def close(self) -> None:
         self.conn.close()
@@ -228,11 +267,16 @@ class Catalog:
         """Insert capture rows (tuples in ``CAPTURE_COLUMNS`` order) in one transaction.
 
         Rows whose ``record_key`` is already catalogued are skipped. Returns how many were new.
-        ``year_counts`` is updated in the same transaction from the rows actually inserted.
+        ``year_counts`` is updated in the same transaction from the rows actually inserted. The
+        ``pre_cutoff`` flags are checked against the cutoff the catalog holds at that moment, so a
+        cutoff changed by another connection meanwhile can never leave a row flagged against the old one.
         """
         if not rows:
             return 0
         with self.transaction():
+            stored_cutoff = self.get_meta("cutoff") or self.cutoff_iso
+            if stored_cutoff != self.cutoff_iso:
+                rows = [(*row[:6], int(row[4] < stored_cutoff), *row[7:]) for row in rows]
             last_id = self.conn.execute("SELECT coalesce(max(id), 0) FROM captures").fetchone()[0]
             before = self.conn.total_changes
             self.conn.executemany(_INSERT, rows)

@@ -136,6 +136,8 @@ class ExportedRecord:
 
 def ensure_tables(catalog: Catalog) -> None:
     """Create the export tables if this catalog has none yet."""
+    if catalog.readonly:  # readers create nothing; callers check has_table
+        return
     catalog.conn.executescript(_SCHEMA)
 
 
@@ -402,6 +404,8 @@ def finish_export(catalog: Catalog, export_id: int, status: str, counts: dict[st
 def exports_containing(catalog: Catalog, url: str | None = None) -> list[dict[str, Any]]:
     """Complete exports (newest first); with ``url``, only those holding a capture of it (exported or alias)."""
     ensure_tables(catalog)
+    if not catalog.has_table("exports"):
+        return []
     columns = "e.id, e.name, e.destination, e.created, e.cutoff, e.selection, e.formats, e.status, e.counts"
     if url is None:
         rows = catalog.conn.execute(f"SELECT {columns}, NULL FROM exports e WHERE e.status = 'complete' "

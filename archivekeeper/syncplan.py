@@ -83,6 +83,8 @@ ROW_COLUMNS = "id, urlkey, timestamp, url, mime, status, digest, length, offset,
 
 
 def ensure_tables(catalog: Catalog) -> None:
+    if catalog.readonly:  # readers create nothing; callers check has_table
+        return
     catalog.conn.executescript(_SCHEMA)
 
 

@@ -55,12 +55,17 @@ class Workspace:
                                      path=path)
             try:
                 (path / STORE_DIR).mkdir(parents=True, exist_ok=True)
-                settings = load_settings(None, env, overrides)
-                _write_atomic(settings_path, settings.to_toml())
+                # the file gets the defaults only: never the environment's values (credentials in
+                # base URLs, one-off overrides), which apply at run time
+                _write_atomic(settings_path, load_settings(None, {}).to_toml())
             except OSError as exc:
                 raise WorkspaceError(f"cannot create workspace {path}: {exc.strerror or exc}", path=path) from None
         settings = load_settings(settings_path, env, overrides)
         return cls(root=path, settings=settings)
+
+    def file_settings(self) -> Settings:
+        """The settings as the workspace file alone says (no environment), to edit and write back."""
+        return load_settings(self.settings_path, {})
 
     def write_settings(self, settings: Settings) -> Workspace:
         """Persist new settings in the workspace file and return the workspace with them."""

@@ -124,8 +124,6 @@ def test_writers_started_together_end_as_one_sequential_run(tmp_path: Path) -> N
     record("import", "fault", "writers started together (--wait)", injected=3 * rounds, handled=handled)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Catalog.open recomputes pre_cutoff without the workspace lock, "
-                                       "and a running import keeps flagging rows against its own cutoff")
 def test_a_cutoff_change_during_an_import_leaves_no_wrong_pre_cutoff_flags(tmp_path: Path) -> None:
     """``ARCHIVEKEEPER_CUTOFF=2021 archivekeeper stats`` run while an import (cutoff 2023) is under way: the
     reader opens the catalog, recomputes every flag and stores cutoff 2021 (no workspace lock needed for a
@@ -141,8 +139,6 @@ def test_a_cutoff_change_during_an_import_leaves_no_wrong_pre_cutoff_flags(tmp_p
     check_workspace(workspace.root)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Catalog._ensure_schema takes the SQLite write lock (BEGIN IMMEDIATE) "
-                                       "even for read-only commands")
 def test_readers_answer_while_a_writer_holds_a_transaction(tmp_path: Path) -> None:
     """``stats`` while another process is inside a write transaction (a long chunk, an import suspended with
     Ctrl-Z, an ``init --cutoff`` on a big catalog): WAL lets readers read the last committed state, but

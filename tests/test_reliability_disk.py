@@ -175,7 +175,6 @@ def test_a_read_only_store_or_workspace_is_one_clear_error(shared_dir: Path, wha
         record("import", "fault", f"read-only {what}", injected=1, handled=handled)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Catalog.open writes (schema, meta, BEGIN IMMEDIATE) even for readers")
 def test_a_read_only_workspace_can_still_be_queried(shared_dir: Path) -> None:
     """A finished workspace on read-only media (or made read-only to protect it): ``query`` and ``stats`` only
     read, yet opening the catalog fails with "attempt to write a readonly database"."""

@@ -96,8 +96,6 @@ def test_credentials_never_appear_in_any_output_or_file(tmp_path: Path) -> None:
     assert not findings, findings
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Workspace.open writes the environment's settings (base URLs with their "
-                                       "credentials) into archivekeeper.toml (workspace.py, load_settings(None, env))")
 def test_credentials_in_archive_urls_are_not_written_into_the_settings_file(tmp_path: Path) -> None:
     """``ARCHIVEKEEPER_CDX_BASE_URL=https://...?api_key=... archivekeeper stats`` on a new workspace: the
     environment is meant to override the file, but the file is created from the environment, so the key
@@ -161,7 +159,6 @@ def test_import_copy_of_a_file_with_a_long_but_valid_name(tmp_path: Path) -> Non
     assert outcome.returncode == 0, outcome.describe()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: error messages embed file names raw (cli.fail prints them as they are)")
 def test_a_file_name_cannot_forge_error_lines(tmp_path: Path) -> None:
     """A file named ``evil\\narchivekeeper: error: forged.warc``: its one error becomes two lines, the second
     one written by whoever named the file."""

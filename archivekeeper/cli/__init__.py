@@ -41,8 +41,17 @@ class State:
     wait: float
 
 
+def one_line(text: str) -> str:
+    """Control characters (a newline in a file name, say) escaped, so one error is one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def print_error(message: str) -> None:
+    typer.echo(f"archivekeeper: error: {one_line(message)}", err=True)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"archivekeeper: error: {message}", err=True)
+    print_error(message)
     return typer.Exit(code)
 
 
@@ -98,22 +107,34 @@ def main(
 
 @contextmanager
 def opened(ctx: typer.Context, *, write: bool = False) -> Iterator[tuple[Workspace, Catalog]]:
-    """The workspace and its catalog (initialised if needed); ``write`` holds the workspace lock."""
+    """The workspace and its catalog (initialised if needed).
+
+    ``write`` holds the workspace lock for the whole command. Readers take no lock and write
+    nothing, so they answer while a writer works and on read-only media; only a new catalog, or
+    one whose cutoff changed, is first set up under the lock.
+    """
     state: State = ctx.obj
     workspace = Workspace.open(state.workspace_dir)
+    cutoff = workspace.settings.cutoff
     if write:
         with workspace.lock(wait=state.wait):
-            catalog = Catalog.open(workspace.catalog_path, workspace.settings.cutoff)
+            catalog = Catalog.open(workspace.catalog_path, cutoff)
             try:
                 yield workspace, catalog
             finally:
                 catalog.close()
-    else:
-        catalog = Catalog.open(workspace.catalog_path, workspace.settings.cutoff)
-        try:
-            yield workspace, catalog
-        finally:
+        return
+    catalog = Catalog.open(workspace.catalog_path, cutoff, readonly=True) if workspace.catalog_path.exists() else None
+    if catalog is None or catalog.cutoff_is_stale:
+        if catalog is not None:
             catalog.close()
+        with workspace.lock(wait=state.wait):
+            Catalog.open(workspace.catalog_path, cutoff).close()
+        catalog = Catalog.open(workspace.catalog_path, cutoff, readonly=True)
+    try:
+        yield workspace, catalog
+    finally:
+        catalog.close()
 
 
 def emit_json(data: Any) -> None:

@@ -18,7 +18,7 @@ from ..progress import progress_bar
 from ..timestamps import parse_user_date, to_iso, to_timestamp
 from ..warcreader import read_payload
 from ..workspace import Workspace
-from . import State, app, emit_json, handle_errors, opened
+from . import State, app, emit_json, handle_errors, opened, print_error
 
 # -- init ------------------------------------------------------------------------------------------
 
@@ -34,21 +34,22 @@ def init(
     """Create a workspace (or change its cutoff/contact); recomputes pre_cutoff flags if the cutoff changes."""
     state: State = ctx.obj
     workspace = Workspace.open(state.workspace_dir)
-    settings = workspace.settings
+    settings = workspace.file_settings()
     if cutoff is not None:
         settings = settings.with_cutoff(parse_user_date(cutoff))
     if contact is not None:
         settings = replace(settings, contact=contact)
     with workspace.lock(wait=state.wait):
-        workspace = workspace.write_settings(settings)
-        catalog = Catalog.open(workspace.catalog_path, settings.cutoff)
+        workspace.write_settings(settings)
+        workspace = Workspace.open(workspace.root)
+        catalog = Catalog.open(workspace.catalog_path, workspace.settings.cutoff)
         captures = catalog.total()
         catalog.close()
-    info = {"workspace": str(workspace.root), "cutoff": settings.cutoff_iso, "captures": captures}
+    info = {"workspace": str(workspace.root), "cutoff": workspace.settings.cutoff_iso, "captures": captures}
     if as_json:
         emit_json(info)
     else:
-        typer.echo(f"workspace {workspace.root} (cutoff {settings.cutoff_iso}, {captures} captures)")
+        typer.echo(f"workspace {workspace.root} (cutoff {workspace.settings.cutoff_iso}, {captures} captures)")
 
 
 # -- import ----------------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ def import_command(
             f"{data['skipped']} unchanged, {data['failed']} failed; {data['records_new']} new captures "
             f"({data['bytes'] / 1e6:.1f} MB in {data['seconds']:.1f} s)")
     for error in data["errors"]:
-        typer.echo(f"archivekeeper: error: {error}", err=True)
+        print_error(error)
     if data["errors"]:
         raise typer.Exit(1)
 
@@ -99,12 +100,15 @@ def build_selection(url: str | None, match: str, date_from: str | None, date_to:
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="URL to match (with --match).")]
 MatchOpt = Annotated[str, typer.Option("--match", help="exact, prefix, host or domain (SURT based).")]
-FromOpt = Annotated[str | None, typer.Option("--from", help="Earliest capture time (YYYY[-MM[-DD]], ISO or 14 digits).")]
+FromOpt = Annotated[str | None, typer.Option(
+    "--from", help="Earliest capture time (YYYY[-MM[-DD]], ISO or 14 digits).")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="Latest capture time, inclusive.")]
-CutoffOpt = Annotated[bool | None, typer.Option("--pre-cutoff/--post-cutoff", help="Only captures before / at-or-after the cutoff.", show_default=False)]
+CutoffOpt = Annotated[bool | None, typer.Option(
+    "--pre-cutoff/--post-cutoff", help="Only captures before / at-or-after the cutoff.", show_default=False)]
 StatusOpt = Annotated[int | None, typer.Option("--status", help="HTTP status code.")]
 MimeOpt = Annotated[str | None, typer.Option("--mime", help="MIME type, e.g. text/html.")]
-VerifOpt = Annotated[str | None, typer.Option("--verification", help="verified, mismatch, transformed or unverifiable.")]
+VerifOpt = Annotated[str | None, typer.Option(
+    "--verification", help="verified, mismatch, transformed or unverifiable.")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Source: import, wayback, commoncrawl or a CDX URL.")]
 
 TABLE_COLUMNS = ("timestamp", "status", "mime", "verification", "pre_cutoff", "url")
@@ -161,11 +165,16 @@ def stats(
     with opened(ctx) as (workspace, catalog):
         rows = catalog.stats()
     cutoff = workspace.settings.cutoff_iso
-    totals = {key: sum(int(r[key]) for r in rows) for key in ("pre_cutoff", "post_cutoff", "pre_cutoff_verified", "total")}
+    totals = stats_totals(rows)
     if as_json:
         emit_json({"cutoff": cutoff, "years": rows, "totals": totals})
         return
     typer.echo(render_stats(rows, cutoff, totals))
+
+
+def stats_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    keys = ("pre_cutoff", "post_cutoff", "pre_cutoff_verified", "total")
+    return {key: sum(int(row[key]) for row in rows) for key in keys}
 
 
 def render_stats(rows: list[dict[str, Any]], cutoff: str, totals: dict[str, int]) -> str:
@@ -191,7 +200,8 @@ def render_stats(rows: list[dict[str, Any]], cutoff: str, totals: dict[str, int]
 def show(
     ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="The URL to look up (exact match on its SURT key).")],
-    at: Annotated[str | None, typer.Option("--at", help="Closest to this time (14 digits or a date); default: latest.")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Closest to this time (14 digits or a date); default: latest.")] = None,
     payload: Annotated[bool, typer.Option("--payload", help="Write the capture's body to stdout.")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="With --payload: the bytes as stored (no decoding).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,

@@ -12,7 +12,7 @@ from ..package import ExportOptions, run_export
 from ..progress import progress_bar
 from ..verify import verify_export
 from . import app, emit_json, handle_errors, opened
-from .catalog_commands import render_stats
+from .catalog_commands import render_stats, stats_totals
 
 DEMO_EXPORT = "demo-corpus"
 
@@ -42,7 +42,7 @@ def demo(
                                       ExportOptions(), progress=report)
     verified = verify_export(destination)
     cutoff = workspace.settings.cutoff_iso
-    totals = {key: sum(int(r[key]) for r in rows) for key in ("pre_cutoff", "post_cutoff", "pre_cutoff_verified", "total")}
+    totals = stats_totals(rows)
     if as_json:
         emit_json({"import": summary.as_json(), "cutoff": cutoff, "years": rows, "totals": totals,
                    "export": exported.as_json() if exported else None, "verify": verified.as_json()})

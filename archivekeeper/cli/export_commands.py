@@ -14,7 +14,7 @@ from ..package import DEFAULT_FORMATS, ExportOptions, parse_formats, run_export
 from ..progress import progress_bar
 from ..s3 import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 from ..verify import VerifyReport, pull_export, verify_export
-from . import app, emit_json, handle_errors, opened
+from . import app, emit_json, handle_errors, one_line, opened
 from .catalog_commands import (
     FromOpt,
     MatchOpt,
@@ -85,7 +85,7 @@ def _report_problems(report: VerifyReport, as_json: bool) -> None:
         emit_json(report.as_json())
     else:
         for problem in report.problems:
-            typer.echo(problem, err=True)
+            typer.echo(one_line(problem), err=True)
     report.raise_for_problems()
 
 
