@@ -24,8 +24,10 @@ def make_record_key(record_id: str | None, url: str, capture_time: str, record_t
     """The catalog key of a record: the same record imported or fetched twice gets the same key.
 
     WARC-Record-IDs should be unique, but real files reuse them (copied test data, broken writers),
-    so the key also covers the URI, the capture time, the type and the digest. ARC records have no
-    ID; ``extra`` (their offset) tells apart otherwise identical ones.
+    so the key also covers the URI, the capture time, the type and the digest of the bytes as read
+    (the computed payload SHA-1; for a revisit, which has no payload, its header's digest). So a
+    damaged copy of a record never hides an intact one. ARC records have no ID; ``extra`` (their
+    offset) tells apart otherwise identical ones.
     """
     text = "|".join([record_id or "-", url, capture_time, record_type, digest or "-", extra or ""])
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -40,9 +40,10 @@ def warcio_view(path: Path) -> list[dict[str, object]]:
             if record.rec_type not in ("response", "resource", "revisit"):
                 continue
             body = record.raw_stream.read()
+            computed = sha1_base32(body) if record.rec_type != "revisit" else None
             identity = (record.rec_headers.get_header("WARC-Record-ID"), record.rec_headers.get_header("WARC-Date"),
                         record.rec_headers.get_header("WARC-Target-URI"), record.rec_type,
-                        record.rec_headers.get_header("WARC-Payload-Digest"))
+                        computed or record.rec_headers.get_header("WARC-Payload-Digest"))
             if identity[0] is not None and identity in seen:
                 continue  # the same record written twice (example-extra.warc does this): catalogued once
             seen.add(identity)

@@ -301,8 +301,6 @@ def test_import_of_damaged_warcs(batch: list[tuple[Base, Mutated]]) -> None:
 # -- bugs found by the oracles above, pinned (strict xfail: remove the mark and the KNOWN_BUGS entry once
 # -- fixed), and regressions of the ones already fixed -----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug: record_key ignores the computed digest (models.make_record_key + "
-                                       "catalog INSERT OR IGNORE), so the first copy read wins")
 def test_a_damaged_copy_does_not_hide_the_intact_copy_of_a_record(tmp_path: Path) -> None:
     """warcio's example-trunc.warc holds a truncated copy of a response that example.warc holds intact, with
     the same WARC-Record-ID, URI, date and WARC-Payload-Digest, hence the same record key. Imported first,
