@@ -246,9 +246,13 @@ def pull_export(url: str, destination: Path, *, client: Any = None, endpoint_url
 
 def _fetch(client: Any, location: S3Location, destination: Path, relpath: str, size: int, sha256: str,
            summary: PullSummary, progress: Reporter | None) -> None:
-    if relpath.startswith("/") or ".." in relpath.split("/"):
-        raise ExportError(f"refusing to write outside {destination}: {relpath!r}")
+    parts = relpath.split("/")
+    if (not relpath or relpath.startswith("/") or "\x00" in relpath
+            or any(part in ("", ".", "..") for part in parts)):
+        raise ExportError(f"refusing to write outside {destination}: bad path {relpath!r} in the export's manifest")
     target = destination / relpath
+    if destination.resolve() not in target.resolve().parents:
+        raise ExportError(f"refusing to write outside {destination}: {relpath!r}")
     if target.is_file() and target.stat().st_size == size and _local_sha256(target) == sha256:
         summary.skipped.append(relpath)
         if progress:
