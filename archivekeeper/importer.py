@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import glob
 import hashlib
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -27,15 +29,16 @@ from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any, cast
 
-from .catalog import Catalog
+from .catalog import BulkWriter, Catalog
 from .digests import HashingReader
-from .errors import ArchiveKeeperError, CatalogError, InputFileError, StoreError
+from .errors import ArchiveKeeperError, CatalogError, InputFileError, StoreError, WorkspaceError
 from .warcreader import ScanResult, build_row, scan_raw
 from .workspace import Workspace
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
-CHUNK_ROWS = 2000  # records per message from a worker
-WRITE_BATCH_ROWS = 20_000  # at most this many rows per catalog transaction, from the messages waiting
+CHUNK_ROWS = 1000  # records per message from a worker (~200 KiB pickled)
+PIPE_BYTES = 1 << 20  # pipe buffer per worker (the Linux default maximum for a pipe)
+WRITE_BATCH_ROWS = 10_000  # at most this many rows per catalog transaction, from the messages waiting
 HASH_CHUNK = 1 << 20
 IMPORT_SOURCE = "import"
 
@@ -114,6 +117,18 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[Path], list[FileOutcome]]:
         else:
             missing.append(FileOutcome(path=raw, status="failed", errors=[f"{raw}: no such file or directory"]))
     return found, missing
+
+
+def _store_name(name: str, limit: int = 200) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes, keeping its WARC/ARC suffix (file names may have 255)."""
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    suffix = next((s for s in sorted(WARC_SUFFIXES, key=len, reverse=True) if name.lower().endswith(s)), "")
+    stem = name[: len(name) - len(suffix)]
+    budget = limit - len(suffix.encode("utf-8"))
+    while len(stem.encode("utf-8")) > budget:
+        stem = stem[:-1]
+    return stem + suffix
 
 
 # -- worker side -------------------------------------------------------------------------------
@@ -196,6 +211,13 @@ def _worker_main(tasks: Any, out: Connection, parent_pid: int) -> None:
 
 # -- main side ---------------------------------------------------------------------------------
 
+def _widen(pipe: Connection) -> None:
+    """Let a pipe hold a few messages (Linux: 64 KiB by default, less than one), so a worker goes on
+    parsing while the main process is busy writing the catalog."""
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
 def _receive(pipes: list[Connection]) -> list[tuple[Any, ...]]:
     """The next worker messages: wait (up to a second) for one, then take whatever else is ready,
     up to ``WRITE_BATCH_ROWS`` rows. A pipe at its end is dropped from ``pipes``."""
@@ -243,8 +265,8 @@ class Importer:
                 sizes += outcome.size
         self.progress("total", sizes)
         if todo:
-            with self.catalog.bulk_writes():
-                self._scan_all(todo)
+            with self.catalog.bulk_writes() as writer:
+                self._scan_all(todo, writer)
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -275,12 +297,16 @@ class Importer:
         return outcome, file_id
 
     def _copy_into_store(self, path: Path) -> Path:
-        target_dir = self.workspace.store_dir / "imported"
-        target = target_dir / path.name
+        """Copy ``path`` to ``store/imported/`` (hashing as it copies); never follows a link out of the
+        store, and keeps every name it writes within the file-system's name limit."""
+        target = path
         try:
-            target_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            with open(path, "rb") as src, open(tmp, "wb") as dst:
+            target = self.workspace.store_path(f"imported/{_store_name(path.name)}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.workspace.store_path(f"imported/{target.name}")  # the folder made may not be a link out
+            tmp = target.with_name(f".import-{os.getpid()}-{secrets.token_hex(4)}.part")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
                 reader = HashingReader(src)
                 while chunk := reader.read(1 << 20):
                     dst.write(chunk)
@@ -295,18 +321,21 @@ class Importer:
                 if existing.sha256.hexdigest() == sha:
                     tmp.unlink()
                     return target
-                target = target_dir / f"{sha[:12]}-{path.name}"
+                target = self.workspace.store_path(f"imported/{_store_name(f'{sha[:12]}-{path.name}')}")
             os.replace(tmp, target)
             shutil.copystat(path, target)
         except OSError as exc:
             raise StoreError(f"cannot copy {path} into the store: {exc.strerror or exc}", path=target) from None
+        except WorkspaceError as exc:
+            raise StoreError(f"cannot copy {path} into the store: {exc}", path=target) from None
         return target
 
-    def _scan_all(self, todo: list[tuple[Path, FileOutcome, int]]) -> None:
-        tasks_list: list[tuple[Any, ...]] = []
-        for index, (path, _, _) in enumerate(todo):
-            tasks_list.append(("scan", index, str(path)))
-            tasks_list.append(("hash", index, str(path)))
+    def _scan_all(self, todo: list[tuple[Path, FileOutcome, int]], writer: BulkWriter) -> None:
+        self._problems = {}
+        # scans in input order, then the (much shorter) hashes: they fill the gap while the last
+        # scans finish, and with one file the hash runs beside its scan
+        tasks_list: list[tuple[Any, ...]] = [("scan", index, str(path)) for index, (path, _, _) in enumerate(todo)]
+        tasks_list += [("hash", index, str(path)) for index, (path, _, _) in enumerate(todo)]
         workers = max(1, min(self.jobs, len(tasks_list)))
         ctx = multiprocessing.get_context("fork")
         tasks = ctx.SimpleQueue()
@@ -320,6 +349,7 @@ class Importer:
         pipes: list[Connection] = []
         for _ in range(workers):
             receive, send = ctx.Pipe(duplex=False)
+            _widen(send)
             proc = ctx.Process(target=_worker_main, args=(tasks, send, os.getpid()), daemon=True)
             proc.start()
             send.close()
@@ -338,10 +368,10 @@ class Importer:
                     if message[0] == "rows":
                         batch.append(message)
                         continue
-                    self._write(batch, todo, positions)  # a file's rows are in before its end
+                    self._write(writer, batch, todo, positions)  # a file's rows are in before its end
                     batch = []
                     remaining -= self._handle(message, todo, positions, scanned, hashed)
-                self._write(batch, todo, positions)
+                self._write(writer, batch, todo, positions)
         finally:
             for pipe in pipes:
                 pipe.close()
@@ -351,28 +381,23 @@ class Importer:
                 proc.join(timeout=5)
             tasks.close()
 
-    def _write(self, batch: list[tuple[Any, ...]], todo: list[tuple[Path, FileOutcome, int]],
+    def _write(self, writer: BulkWriter, batch: list[tuple[Any, ...]], todo: list[tuple[Path, FileOutcome, int]],
                positions: list[int]) -> None:
-        """Insert the row chunks received together, in one transaction (bigger transactions cost the
-        catalog's random-key indexes far fewer page writes per row)."""
-        if not batch:
-            return
+        """Build the rows of the chunks received together and insert them (the writer commits in
+        large transactions, which cost the catalog's random-key indexes far fewer page writes)."""
         cutoff_iso = self.catalog.cutoff_iso
-        try:
-            with self.catalog.transaction():
-                for _, index, raws, _ in batch:
-                    path, outcome, file_id = todo[index]
-                    rows = []
-                    for raw in raws:
-                        try:
-                            rows.append(build_row(raw, source=self.source, path=path, file_id=file_id,
-                                                  cutoff_iso=cutoff_iso))
-                        except InputFileError as exc:
-                            self._problems.setdefault(index, []).append(str(exc))
-                    outcome.records_new += self.catalog.insert_rows(rows)
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot write the catalog: {exc}") from None
-        for _, index, _, position in batch:
+        for _, index, raws, position in batch:
+            path, outcome, file_id = todo[index]
+            rows = []
+            for raw in raws:
+                try:
+                    rows.append(build_row(raw, source=self.source, path=path, file_id=file_id, cutoff_iso=cutoff_iso))
+                except InputFileError as exc:
+                    self._problems.setdefault(index, []).append(str(exc))
+            try:
+                outcome.records_new += writer.insert_rows(rows)
+            except sqlite3.DatabaseError as exc:
+                raise CatalogError(f"cannot write the catalog: {exc}") from None
             self.progress("advance", max(0, position - positions[index]))
             positions[index] = max(positions[index], position)
 

@@ -198,8 +198,6 @@ def test_store_path_refuses_a_symlink_out_of_the_store(tmp_path: Path) -> None:
         workspace.store_path("warcs/x.warc.gz")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Importer._copy_into_store builds store/imported/NAME itself instead of "
-                                       "using Workspace.store_path, so a symlink there is followed")
 def test_import_copy_never_writes_outside_the_workspace(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     (workspace / "store").mkdir(parents=True)
@@ -210,8 +208,6 @@ def test_import_copy_never_writes_outside_the_workspace(tmp_path: Path) -> None:
     assert not list(outside.iterdir()), f"written outside the workspace: {list(outside.iterdir())}"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the copy's temporary name (NAME.part, or SHA-NAME) is longer than the "
-                                       "255 bytes a file name may have")
 def test_import_copy_of_a_file_with_a_long_but_valid_name(tmp_path: Path) -> None:
     source = tmp_path / ("x" * 250 + ".warc")  # 255 bytes: legal
     source.write_bytes((REAL_WARCS / "example.warc").read_bytes())
