@@ -22,7 +22,7 @@ from .errors import (  # noqa: E402
     VerificationFailed,
     WorkspaceError,
 )
-from .importer import ImportSummary, Importer  # noqa: E402
+from .importer import Importer, ImportSummary  # noqa: E402
 from .models import Capture, CatalogRecord, Selection  # noqa: E402
 from .workspace import Workspace  # noqa: E402
 

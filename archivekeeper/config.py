@@ -178,7 +178,8 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None,
     contact = str(pick("contact", data.get("contact", DEFAULT_CONTACT)))
     store = data.get("store", {})
     export = data.get("export", {})
-    size_limit = _coerce("warc_size_limit", pick("warc_size_limit", store.get("warc_size_limit", DEFAULT_WARC_SIZE_LIMIT)), int)
+    size_limit = _coerce("warc_size_limit",
+                         pick("warc_size_limit", store.get("warc_size_limit", DEFAULT_WARC_SIZE_LIMIT)), int)
     shard_size = _coerce("shard_size", pick("shard_size", export.get("shard_size", DEFAULT_SHARD_SIZE)), int)
     if size_limit < 1024 or shard_size < 1024:
         raise ConfigError("warc_size_limit and shard_size must be at least 1024 bytes")

@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import IO, Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
+import requests.auth
 import urllib3
 
 from . import __version__
@@ -193,6 +194,33 @@ def _host_port(url: str) -> tuple[str, int]:
     return (parts.hostname or "").lower(), parts.port or default
 
 
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``https://user:pw@host/x`` → (``https://host/x``, (user, pw)): credentials are used, never recorded."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    clean = parts._replace(netloc=netloc).geturl()
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
+
+
+class _HostAuth(requests.auth.AuthBase):
+    """HTTP Basic credentials, sent to one host only (never to a data host or elsewhere)."""
+
+    def __init__(self, credentials: tuple[str, str], host: tuple[str, int]) -> None:
+        self.basic = requests.auth.HTTPBasicAuth(*credentials)
+        self.host = host
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if _host_port(request.url or "") == self.host:
+            return self.basic(request)
+        return request
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -207,7 +235,7 @@ class HttpClient:
 
     def __init__(self, settings: SourceSettings, *, contact: str = "", archive_urls: Iterable[str] = (),
                  pacer: Pacer | None = None, sleep: Sleep = time.sleep, clock: Clock = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, credentials: tuple[str, str] | None = None) -> None:
         self.settings = settings
         self.user_agent = user_agent(contact)
         self.pacer = pacer or Pacer(settings, clock=clock, sleep=sleep)
@@ -217,6 +245,7 @@ class HttpClient:
         for url in archive_urls:
             self.allow(url)
         self.retries = 0
+        self.auth = _HostAuth(credentials, _host_port(settings.base_url)) if credentials else None
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -240,6 +269,7 @@ class HttpClient:
             current = requests.Session()
             current.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": DEFAULT_ACCEPT_ENCODING})
             current.trust_env = not all(_is_loopback(host) for host, _ in self.archive_hosts or {("", 0)})
+            current.auth = self.auth
             adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=2, max_retries=0)
             current.mount("http://", adapter)
             current.mount("https://", adapter)

@@ -38,7 +38,7 @@ from .workspace import Workspace
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 CHUNK_ROWS = 1000  # records per message from a worker (~200 KiB pickled)
 PIPE_BYTES = 1 << 20  # pipe buffer per worker (the Linux default maximum for a pipe)
-WRITE_BATCH_ROWS = 10_000  # at most this many rows per catalog transaction, from the messages waiting
+WRITE_BATCH_ROWS = 10_000  # at most this many rows taken from the pipes at once (bounds memory)
 HASH_CHUNK = 1 << 20
 IMPORT_SOURCE = "import"
 
@@ -304,14 +304,20 @@ class Importer:
             target = self.workspace.store_path(f"imported/{_store_name(path.name)}")
             target.parent.mkdir(parents=True, exist_ok=True)
             self.workspace.store_path(f"imported/{target.name}")  # the folder made may not be a link out
+            for stale in target.parent.glob(".import-*.part"):  # left by a killed run; we hold the lock
+                stale.unlink(missing_ok=True)
             tmp = target.with_name(f".import-{os.getpid()}-{secrets.token_hex(4)}.part")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-                reader = HashingReader(src)
-                while chunk := reader.read(1 << 20):
-                    dst.write(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
+            try:
+                with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                    reader = HashingReader(src)
+                    while chunk := reader.read(1 << 20):
+                        dst.write(chunk)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             sha = reader.sha256.hexdigest()
             if target.exists():
                 existing = HashingReader(open(target, "rb"))

@@ -240,10 +240,10 @@ def build_row(raw: RawRecord, *, source: str, path: Path, file_id: int = 0,
     verification, reason = _verification(record_type, claimed, computed)
     digest = claimed or computed
     return (
-        make_record_key(record_id, url, capture_time, record_type, computed or claimed, file_key), url, urlkey, timestamp,
-        capture_time, year, int(cutoff_iso is not None and capture_time < cutoff_iso), status, _mime(content_type),
-        digest, computed, record_type, record_id, file_id, offset, length, source, verification, reason,
-        refers_to_url, refers_to_date,
+        make_record_key(record_id, url, capture_time, record_type, computed or claimed, file_key), url, urlkey,
+        timestamp, capture_time, year, int(cutoff_iso is not None and capture_time < cutoff_iso), status,
+        _mime(content_type), digest, computed, record_type, record_id, file_id, offset, length, source, verification,
+        reason, refers_to_url, refers_to_date,
     )
 
 

@@ -302,6 +302,11 @@ class WarcStore:
             final = path.with_name(path.name.removesuffix(OPEN_SUFFIX))
             present = path if path.exists() else final if final.exists() else None
             records = self.catalog.file_records(int(row["id"]))
+            if present is not None and (present.is_symlink() or self.directory not in present.resolve().parents):
+                self.catalog.update_file(int(row["id"]), status="partial",
+                                         error="not finished: the file is a link or lies outside the store")
+                done.append(f"{row['path']}: left alone (a link, or outside the store)")
+                continue
             if present is None:
                 self.catalog.update_file(int(row["id"]), status="partial", error="file missing after a crash")
                 done.append(f"{row['path']}: missing ({records} catalogued records lost)")

@@ -36,7 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # servers.py runs pywb as a subprocess (GPL: never imported)
 
-BENCH_DIR = Path(os.environ.get("ARCHIVEKEEPER_BENCH_DIR", Path(tempfile.gettempdir()) / "archivekeeper-bench")) / "sync"
+BENCH_ROOT = Path(os.environ.get("ARCHIVEKEEPER_BENCH_DIR", Path(tempfile.gettempdir()) / "archivekeeper-bench"))
+BENCH_DIR = BENCH_ROOT / "sync"
 HOST = "bench.example"
 UNLIMITED = {f"ARCHIVEKEEPER_CDX_{key}": value for key, value in
              {"FETCHES_PER_SECOND": "0", "CDX_PER_MINUTE": "0", "BACKOFF_BASE": "0.05"}.items()}
@@ -88,8 +89,8 @@ def id_urls(collection: str) -> list[str]:
 
 
 def plain_loop(urls: list[str], concurrency: int, collection: str | None = None) -> tuple[float, int]:
-    """The baseline: list the captures (one CDX call, when ``collection`` is given), then fetch every
-    URL with requests (a session per thread), reading the raw bytes."""
+    """The baseline: list the captures (one CDX call, when ``collection`` is given, as the sync does),
+    then fetch every URL with requests (a session per thread), reading the raw bytes."""
     import requests
 
     local = threading.local()
@@ -104,20 +105,21 @@ def plain_loop(urls: list[str], concurrency: int, collection: str | None = None)
 
     started = time.perf_counter()
     if collection is not None:
-        assert len(id_urls(collection)) == len(urls)
+        assert len(id_urls(collection)) >= len(urls)
     with ThreadPoolExecutor(concurrency) as pool:
         size = sum(pool.map(get, urls))
     return time.perf_counter() - started, size
 
 
-def run_sync(collection: str, concurrency: int, workdir: Path) -> tuple[dict[str, Any], int]:
+def run_sync(collection: str, concurrency: int, workdir: Path, limit: int | None = None) -> tuple[dict[str, Any], int]:
     """``archivekeeper sync`` in a fresh workspace and process: (its summary, its peak RSS in KiB)."""
     ws = workdir / f"ws-{concurrency}-{time.monotonic_ns()}"
     wrapper = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
                "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); "
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
     cmd = [sys.executable, "-c", wrapper, sys.executable, "-m", "archivekeeper", "-w", str(ws), "sync", collection,
-           HOST, "--match", "host", "--concurrency", str(concurrency), "--json"]
+           HOST, "--match", "host", "--concurrency", str(concurrency), "--json",
+           *(["--limit", str(limit)] if limit else [])]
     done = subprocess.run(cmd, env={**os.environ, **UNLIMITED}, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"sync failed:\n{done.stderr[-3000:]}")
@@ -126,31 +128,35 @@ def run_sync(collection: str, concurrency: int, workdir: Path) -> tuple[dict[str
     return json.loads("\n".join(lines)), int(rss)
 
 
-def throughput(pywb_factory: Any, captures: int, repeats: int, workdir: Path) -> None:
-    server = pywb_factory({"tp": [archive("pages", captures)]})
+def throughput(pywb_factory: Any, sizes: dict[int, int], repeats: int, workdir: Path) -> None:
+    """At each concurrency, a job big enough to last several seconds (the first N captures)."""
+    biggest = max(sizes.values())
+    server = pywb_factory({"tp": [archive("pages", biggest)]})
     collection = server.collection_url("tp")
-    urls = id_urls(collection)
-    assert len(urls) == captures, len(urls)
-    plain_loop(urls[:50], 4)  # warm pywb up
-    print(f"\nsync throughput: {captures} captures of 10–40 KB from a local pywb 2.10 "
-          f"(best of {repeats}; ratio = sync / plain requests loop)")
-    print(f"{'concurrency':>11}  {'plain cap/s':>11} {'MB/s':>6}  {'sync cap/s':>10} {'MB/s':>6}  {'ratio':>5}")
-    for concurrency in (1, 4, 16):
+    every = id_urls(collection)
+    assert len(every) == biggest, len(every)
+    plain_loop(every[:50], 4)  # warm pywb up
+    print(f"\nsync throughput: captures of 10–40 KB from a local pywb 2.10 (best of {repeats}; "
+          "ratio = sync / plain requests loop)")
+    print(f"{'concurrency':>11} {'captures':>8}  {'plain cap/s':>11} {'MB/s':>6}  {'sync cap/s':>10} {'MB/s':>6}  "
+          f"{'ratio':>5}")
+    for concurrency, captures in sorted(sizes.items()):
+        urls = every[:captures]
         plain, ours = [], []
         for _ in range(repeats):  # interleaved, so both see the same machine
             seconds, size = plain_loop(urls, concurrency, collection)
             plain.append((captures / seconds, size / 1e6 / seconds))
-            summary, _ = run_sync(collection, concurrency, workdir)
+            summary, _ = run_sync(collection, concurrency, workdir, limit=captures)
             run = summary["this_run"]
             assert summary["complete"] and run["fetched"] == captures, summary
             ours.append((captures / run["seconds"], run["bytes"] / 1e6 / run["seconds"]))
         best_plain, best_ours = max(plain), max(ours)
-        print(f"{concurrency:>11}  {best_plain[0]:>11.1f} {best_plain[1]:>6.2f}  {best_ours[0]:>10.1f} "
+        print(f"{concurrency:>11} {captures:>8}  {best_plain[0]:>11.1f} {best_plain[1]:>6.2f}  {best_ours[0]:>10.1f} "
               f"{best_ours[1]:>6.2f}  {best_ours[0] / best_plain[0]:>4.2f}×")
 
 
 def rss(pywb_factory: Any, sizes: tuple[int, int], workdir: Path) -> None:
-    print(f"\nsync peak RSS as the job grows (small pages, concurrency 16; flat = within 10 %)")
+    print("\nsync peak RSS as the job grows (small pages, concurrency 16; flat = within 10 %)")
     figures = []
     for captures in sizes:
         server = pywb_factory({f"rss{captures}": [archive("small", captures, small=True)]})
@@ -164,13 +170,14 @@ def rss(pywb_factory: Any, sizes: tuple[int, int], workdir: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench_sync.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller archives (about two minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller archives (about three minutes; full: ~25)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--only", choices=("throughput", "rss"), default=None)
     args = parser.parse_args()
     from servers import PywbServer
 
-    captures = 600 if args.quick else 3000
+    # sized so every timed job lasts several seconds at that concurrency against pywb
+    captures = {1: 300, 4: 1000, 16: 2000} if args.quick else {1: 1000, 4: 3000, 16: 8000}
     repeats = args.repeats or (2 if args.quick else 3)
     sizes = (1_000, 10_000) if args.quick else (1_000, 100_000)
     servers: list[PywbServer] = []

@@ -98,7 +98,7 @@ def test_writers_started_together_end_as_one_sequential_run(tmp_path: Path) -> N
     """Three imports of overlapping inputs launched at once, all with --wait: whatever order the lock hands
     them out in, the catalog ends as a sequential run leaves it."""
     gen = generate_sample_archive(tmp_path / "gen", seed=42, scale=2)
-    real = [str(p) for p in real_inputs() if p.name not in {"example-trunc.warc"}]
+    real = [str(p) for p in real_inputs()]
     rng = seeded("concurrent-writers")
     rounds = scaled(2)
     handled = 0
@@ -150,8 +150,26 @@ def test_readers_answer_while_a_writer_holds_a_transaction(tmp_path: Path) -> No
     try:
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("DELETE FROM year_counts")
-        stats = run_ak(tmp_path / "ws", "stats", "--json", timeout=120)
+        # today it waits out SQLite's 30 s busy timeout and fails; 10 s is plenty for an answer from a snapshot
+        stats = run_ak(tmp_path / "ws", "stats", "--json", timeout=10)
     finally:
         writer.execute("ROLLBACK")
         writer.close()
     assert stats.returncode == 0, stats.describe()
+
+
+@pytest.mark.xfail(strict=True, reason="bug: Catalog._open_readonly fails on a catalog file whose schema is not "
+                                       "written yet ('no such table: meta')")
+def test_a_reader_racing_the_first_writer_on_a_new_workspace_sees_an_empty_catalog(tmp_path: Path) -> None:
+    """Two commands started at once on a new workspace: the first creates catalog.db and is about to write the
+    schema when the second (``stats``) opens it read-only and fails. Reproduced deterministically with the
+    file as the first process leaves it after ``sqlite3.connect`` + WAL mode: an empty database."""
+    workspace = tmp_path / "ws"
+    assert run_ak(workspace, "init").returncode == 0
+    for leftover in workspace.glob("catalog.db*"):
+        leftover.unlink()
+    conn = sqlite3.connect(workspace / "catalog.db")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    outcome = run_ak(workspace, "query", "--count")
+    assert outcome.returncode == 0 and outcome.stdout.strip() == b"0", outcome.describe()

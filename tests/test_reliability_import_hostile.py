@@ -103,7 +103,7 @@ def bases() -> tuple[Base, ...]:
         files = list(BASE_FILES)
         generated = generate_sample_archive(work / "gen", seed=31, scale=1)
         files.append(min(generated, key=lambda p: p.stat().st_size))
-        out = []
+        out: list[Base] = []
         for path in files:
             data = path.read_bytes()
             gzipped = data[:2] == b"\x1f\x8b"
@@ -185,10 +185,10 @@ def mutations(draw: st.DrawFn) -> tuple[Base, Mutated]:
         return base, Mutated(kind, f"cut at {cut} of {size}", base.data[:cut], owner[0], size, boundary)
     if kind in ("gzip-bitflip", "bitflip"):
         bits = draw(st.lists(st.integers(0, (end - start) * 8 - 1), min_size=1, max_size=4))
-        data = bytearray(base.data)
+        flipped = bytearray(base.data)
         for bit in bits:
-            data[start + bit // 8] ^= 1 << (bit % 8)
-        return base, Mutated(kind, f"record {index} bits {bits}", bytes(data), start, end)
+            flipped[start + bit // 8] ^= 1 << (bit % 8)
+        return base, Mutated(kind, f"record {index} bits {bits}", bytes(flipped), start, end)
     if kind == "gzip-stale-crc":
         chunk = base.data[start:end]
         plain = bytearray(zlib.decompress(chunk, 31))

@@ -109,10 +109,6 @@ def test_credentials_never_appear_in_any_output_or_file(tmp_path: Path) -> None:
     assert not findings, "\n".join(findings)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a sync source URL's user:password is kept verbatim as the capture "
-                                       "source: sync output, catalog (captures.source, sync_jobs), store WARC file "
-                                       "names (sources' slug) and headers, query/stats output, export manifest.json "
-                                       "and text JSONL, locally and on S3")
 def test_credentials_never_leak_from_sync_or_export(tmp_path: Path, pywb: PywbServer, moto_s3: MotoS3Server,
                                                     s3_client: Any) -> None:
     """A sync from an archive URL carrying a user:password, then exports (local and S3, with fake AWS keys,

@@ -318,3 +318,38 @@ def test_cdx_server_with_a_data_url_reads_records_directly(tmp_path: Path, pywb:
         assert (late.planned, late.as_json()["verified"]) == (4, 4)
         assert len(data.requests) == ranged  # no range read: replayed
         assert {r.record_type for r in records(catalog2)} == {"response"}
+
+
+def test_progress_events_and_replan(tmp_path: Path, pywb: PywbServer) -> None:
+    events: list[tuple[str, int]] = []
+    workspace, catalog = open_ws(tmp_path / "ws")
+    query = SyncQuery(url="http://site.test/a", date_to=TO)
+    first = run_sync(workspace, catalog, pywb.collection_url("site"), query,
+                     progress=lambda event, amount: events.append((event, amount)))
+    assert ("total", 3) in events and sum(n for e, n in events if e == "advance") == 3
+    assert any(e.startswith("planning: 3 captures") for e, _ in events)
+    assert any(e == "3 fetched, 0 failed, 0 skipped" for e, _ in events)  # the bar's description
+    again = run_sync(workspace, catalog, pywb.collection_url("site"), query, replan=True)
+    assert (again.job_id, again.planned, again.fetched_now, again.complete) == (first.job_id, 3, 0, True)
+
+
+def test_credentials_in_the_archive_url_are_used_never_recorded(tmp_path: Path, pywb: PywbServer,
+                                                                 fault_server: FaultServer) -> None:
+    import base64
+    import gzip
+
+    fault_server.upstream = pywb.base_url
+    secret = "S3cretPassw0rd"
+    base = fault_server.url("/site").replace("http://", f"http://archivist:{secret}@")
+    runner = CliRunner()
+    result = runner.invoke(app, ["-w", str(tmp_path / "ws"), "sync", base, "http://site.test/a", "--json"],
+                           env=FAST_ENV)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["source"] == fault_server.url("/site")
+    token = base64.b64encode(f"archivist:{secret}".encode()).decode()
+    assert {r.headers["Authorization"] for r in fault_server.requests} == {f"Basic {token}"}
+    for path in (tmp_path / "ws").rglob("*"):
+        if path.is_file():
+            data = gzip.decompress(path.read_bytes()) if path.name.endswith(".warc.gz") else path.read_bytes()
+            assert secret.encode() not in data and token.encode() not in data, path
+    assert secret not in result.output

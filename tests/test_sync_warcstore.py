@@ -169,3 +169,23 @@ def test_record_ids_are_deterministic() -> None:
     assert first == record_id_for("wayback", "http://a/", "2021-01-01T00:00:00Z", "sha1:X")
     assert first != record_id_for("wayback", "http://a/", "2021-01-01T00:00:01Z", "sha1:X")
     assert first.startswith("<urn:uuid:") and first.endswith(">")
+
+
+def test_recovery_never_follows_a_link_out_of_the_store(ws: tuple[Workspace, Catalog], tmp_path: Path) -> None:
+    workspace, catalog = ws
+    store = WarcStore(workspace, catalog, source="wayback", info={})
+    catalogue(catalog, store, [write(store, 1)])
+    assert store._path is not None and store._out is not None
+    store._out.handle.close()
+    outside = tmp_path / "precious.bin"
+    outside.write_bytes(b"x" * 100_000)
+    store._path.unlink()
+    store._path.symlink_to(outside)  # a hostile swap while the writer was dead
+    done = WarcStore(workspace, catalog, source="wayback", info={}).recover()
+    assert done == [f"{store._relative_path}: left alone (a link, or outside the store)"]
+    assert outside.read_bytes() == b"x" * 100_000  # not truncated, not renamed
+    assert store._path.is_symlink()
+    with pytest.raises(WorkspaceError):  # and a store whose sync folder leads outside is refused
+        (workspace.store_dir / "sync").rename(workspace.store_dir / "moved")
+        (workspace.store_dir / "sync").symlink_to(tmp_path)
+        WarcStore(workspace, catalog, source="wayback", info={})

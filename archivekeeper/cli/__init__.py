@@ -124,13 +124,18 @@ def opened(ctx: typer.Context, *, write: bool = False) -> Iterator[tuple[Workspa
             finally:
                 catalog.close()
         return
-    catalog = Catalog.open(workspace.catalog_path, cutoff, readonly=True) if workspace.catalog_path.exists() else None
-    if catalog is None or catalog.cutoff_is_stale:
-        if catalog is not None:
-            catalog.close()
-        with workspace.lock(wait=state.wait):
-            Catalog.open(workspace.catalog_path, cutoff).close()
-        catalog = Catalog.open(workspace.catalog_path, cutoff, readonly=True)
+    if workspace.catalog_path.exists():
+        reader = Catalog.open(workspace.catalog_path, cutoff, readonly=True)
+        if not reader.cutoff_is_stale:
+            try:
+                yield workspace, reader
+            finally:
+                reader.close()
+            return
+        reader.close()
+    with workspace.lock(wait=state.wait):  # a new catalog, or one whose cutoff changed: set up once
+        Catalog.open(workspace.catalog_path, cutoff).close()
+    catalog = Catalog.open(workspace.catalog_path, cutoff, readonly=True)
     try:
         yield workspace, catalog
     finally:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..http import HttpClient, Pacer
+from ..http import HttpClient, Pacer, split_credentials
 from .base import CaptureFilter, Fetched, LocalPayload, Source, SyncQuery
 from .cdxserver import CdxServerSource
 from .commoncrawl import CommonCrawlSource
@@ -26,34 +27,30 @@ from .wayback import WaybackSource
 NAMED_SOURCES = ("wayback", "commoncrawl")
 
 
-def source_settings_name(name: str) -> str:
-    """The settings section of a source (``cdx`` for a CDX server URL)."""
-    return name if name in NAMED_SOURCES else "cdx"
-
-
 def open_source(name: str, settings: Settings, *, cache_dir: Path, base_url: str | None = None,
                 concurrency: int | None = None, sleep: Callable[[float], None] = time.sleep,
                 clock: Callable[[], float] = time.monotonic) -> Source:
     """The source called ``name`` (``wayback``, ``commoncrawl`` or a CDX server's base URL)."""
-    from dataclasses import replace
-
     if name in NAMED_SOURCES:
         config = settings.source(name)
         if base_url:
             config = replace(config, base_url=base_url)
     elif name.startswith(("http://", "https://")):
         config = replace(settings.source("cdx"), base_url=name.rstrip("/"))
+        name = split_credentials(config.base_url)[0]
     else:
         raise ConfigError(f"unknown source {name!r}: give wayback, commoncrawl or the base URL of a CDX server "
                           "(http://host/collection)")
     if not config.base_url:
         raise ConfigError(f"no base URL for source {name!r} (set sources.{name}.base_url)")
+    clean, credentials = split_credentials(config.base_url)  # used for requests, never recorded
+    config = replace(config, base_url=clean)
     if concurrency is not None:
         if concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         config = replace(config, concurrency=concurrency)
     http = HttpClient(config, contact=settings.contact, archive_urls=[config.base_url],
-                      pacer=Pacer(config, clock=clock, sleep=sleep), sleep=sleep, clock=clock)
+                      pacer=Pacer(config, clock=clock, sleep=sleep), sleep=sleep, clock=clock, credentials=credentials)
     if name == "wayback":
         return WaybackSource(config, http)
     if name == "commoncrawl":
@@ -61,5 +58,4 @@ def open_source(name: str, settings: Settings, *, cache_dir: Path, base_url: str
     return CdxServerSource(config, http)
 
 
-__all__ = ["CaptureFilter", "Fetched", "LocalPayload", "NAMED_SOURCES", "Source", "SyncQuery", "open_source",
-           "source_settings_name"]
+__all__ = ["NAMED_SOURCES", "CaptureFilter", "Fetched", "LocalPayload", "Source", "SyncQuery", "open_source"]
