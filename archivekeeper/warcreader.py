@@ -45,7 +45,8 @@ _BLANK_LINE = re.compile(rb"\n\r*\n")
 _TERMINATOR = 4
 # What the parser read of one catalogued record, nothing derived yet (see build_row):
 # (offset, length, record_type, url, warc_date, record_id, status, content_type, claimed digest
-#  (normalized), computed payload SHA-1, refers_to_url, refers_to_date, file_key (ARC: its offset))
+#  (normalized), computed payload SHA-1, refers_to_url, refers_to_date, file_key (ARC: its offset),
+#  damage (why the record's bytes are known incomplete, or None))
 RawRecord = tuple[Any, ...]
 # CatalogRecord fields in row order (None: pre_cutoff and file_id, which a row holds instead)
 _RECORD_FIELDS = ("record_key", "url", "urlkey", "timestamp", "capture_time", "year", None, "status", "mime",
@@ -212,7 +213,7 @@ def build_row(raw: RawRecord, *, source: str, path: Path, file_id: int = 0,
               cutoff_iso: str | None = None) -> tuple[Any, ...]:
     """The catalog row of one :data:`RawRecord`; :class:`InputFileError` for a record-level fault."""
     (offset, length, record_type, url, warc_date, record_id, status, content_type, claimed, computed,
-     refers_to_url, refers_to_date, file_key) = raw
+     refers_to_url, refers_to_date, file_key, damage) = raw
     if not url:
         raise InputFileError("record has no WARC-Target-URI", path=path, offset=offset)
     url = url.strip().strip("<>")
@@ -238,6 +239,8 @@ def build_row(raw: RawRecord, *, source: str, path: Path, file_id: int = 0,
             raise InputFileError(str(exc), path=path, offset=offset) from None
         raise
     verification, reason = _verification(record_type, claimed, computed)
+    if damage:  # incomplete or mis-framed bytes are never verified; a mismatch stays a mismatch
+        verification, reason = (MISMATCH, f"{reason}; {damage}") if verification == MISMATCH else (UNVERIFIABLE, damage)
     digest = claimed or computed
     return (
         make_record_key(record_id, url, capture_time, record_type, computed or claimed, file_key), url, urlkey,
@@ -263,6 +266,8 @@ def _scan_warc(path: Path, fmt: FileFormat, result: ScanResult, hash_file: bool)
                     raise InputFileError(
                         "not a per-record gzip WARC (one gzip stream holds several records); "
                         "recompress it with `warcio recompress`", path=path, offset=pending_pos)
+                if pending_pos >= 0 and not fmt.gzipped:
+                    _check_framing(probe, pending_pos, pos, path, pending, result)
                 if pending is not None:
                     pending[1] = pos - pending_pos
                     yield tuple(pending)
@@ -281,12 +286,20 @@ def _scan_warc(path: Path, fmt: FileFormat, result: ScanResult, hash_file: bool)
                                  path=path, offset=where) from None
         if pending_pos < 0:
             raise NotAWarcError("no WARC records found", path=path)
-        last_end = record_end(probe, pending_pos, fmt.gzipped, path)
-        end = min(last_end, size)
+        try:
+            last_end = record_end(probe, pending_pos, fmt.gzipped, path)
+            if last_end - _TERMINATOR > size:
+                raise InputFileError("file ends inside the last record (truncated)", path=path, offset=last_end)
+        except InputFileError as exc:
+            if pending is not None:  # kept, but never verified: its bytes are incomplete
+                pending[1] = size - pending_pos
+                pending[13] = f"truncated: {exc.reason}"
+                yield tuple(pending)
+            raise
         if pending is not None:
-            pending[1] = end - pending_pos
+            pending[1] = min(last_end, size) - pending_pos
             yield tuple(pending)
-        _check_trailer(probe, last_end, size, path)  # the unclipped end: a file cut inside its last record
+        _check_trailer(probe, last_end, size, path)  # nothing but padding after the last record
         if isinstance(reader, HashingReader):
             while reader.read(FILE_HASH_CHUNK):  # the hash must cover the whole file
                 pass
@@ -294,6 +307,31 @@ def _scan_warc(path: Path, fmt: FileFormat, result: ScanResult, hash_file: bool)
             result.sha256 = reader.sha256.hexdigest()
         else:
             result.size = size
+
+
+def _check_framing(probe: BinaryIO, offset: int, next_offset: int, path: Path, pending: list[Any] | None,
+                   result: ScanResult) -> None:
+    """In a plain WARC, the record at ``offset`` must end (by its Content-Length) where the next one
+    starts: otherwise the reader resynchronised on a later ``WARC/`` line and bytes were skipped or
+    shared. The record is then kept unverified and the file reported."""
+    try:
+        expected = record_end(probe, offset, False, path)
+    except InputFileError as exc:
+        problem = exc
+    else:
+        if expected - _TERMINATOR <= next_offset <= expected:
+            return
+        gap = next_offset - expected
+        if 0 < gap <= 1 << 16:
+            probe.seek(expected)
+            if not probe.read(gap).strip(b"\r\n \t"):
+                return  # only blank padding between the records
+        what = f"{gap} bytes skipped" if gap > 0 else f"{-gap} bytes read twice"
+        problem = InputFileError(f"record's Content-Length does not match where the next record starts ({what})",
+                                 path=path, offset=offset)
+    result.problems.append(problem)
+    if pending is not None:
+        pending[13] = f"bad framing: {problem.reason}"
 
 
 def _safe_end(probe: BinaryIO, offset: int, gzipped: bool, path: Path) -> int:
@@ -341,7 +379,7 @@ def _raw_from_fastwarc(record: Any, record_type: str, pos: int, path: Path, miss
             computed = _payload_sha1(record.reader.read)
     return [pos, 0, record_type, headers.get(_H.WARC_TARGET_URI), headers.get(_H.WARC_DATE),
             headers.get(_H.WARC_RECORD_ID), status, content_type, claimed, computed,
-            headers.get(_H.WARC_REFERS_TO_TARGET_URI), headers.get(_H.WARC_REFERS_TO_DATE), None]
+            headers.get(_H.WARC_REFERS_TO_TARGET_URI), headers.get(_H.WARC_REFERS_TO_DATE), None, None]
 
 
 def _payload_sha1(read: Any) -> str:
@@ -382,7 +420,7 @@ def _scan_arc(path: Path, result: ScanResult) -> Iterator[RawRecord]:
                     item = [offset, 0, record_type, record.rec_headers.get_header("WARC-Target-URI"),
                             record.rec_headers.get_header("WARC-Date"), None, status,
                             ctype or record.rec_headers.get_header("Content-Type"), None, computed, None, None,
-                            str(offset)]
+                            str(offset), None]
                 iterator.read_to_end()
                 offset = iterator.get_record_offset()
                 if item is not None:

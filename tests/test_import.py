@@ -183,7 +183,8 @@ def test_truncated_and_corrupt_gzip_keep_earlier_records(tmp_path: Path) -> None
 def test_cli_query_stats_show(tmp_path: Path) -> None:
     runner = CliRunner()
     ws = str(tmp_path / "ws")
-    assert runner.invoke(app, ["-w", ws, "import", str(WARCS / "iana.warc.gz"), str(WARCS / "example.warc.gz")]).exit_code == 0
+    imported = runner.invoke(app, ["-w", ws, "import", str(WARCS / "iana.warc.gz"), str(WARCS / "example.warc.gz")])
+    assert imported.exit_code == 0
     result = runner.invoke(app, ["-w", ws, "query", "--url", "iana.org", "--match", "domain", "--format", "jsonl"])
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.stdout.splitlines()]
@@ -191,7 +192,8 @@ def test_cli_query_stats_show(tmp_path: Path) -> None:
     required = {"url", "timestamp", "capture_time", "pre_cutoff", "status", "mime", "digest", "record_type",
                 "warc_file", "offset", "length", "source", "verification"}
     assert all(required <= set(row) for row in rows)
-    count = runner.invoke(app, ["-w", ws, "query", "--url", "http://www.iana.org/_css/", "--match", "prefix", "--count"])
+    count = runner.invoke(app, ["-w", ws, "query", "--url", "http://www.iana.org/_css/", "--match", "prefix",
+                                "--count"])
     assert int(count.stdout) == sum(1 for r in rows if "/_css/" in r["url"])
     csv_out = runner.invoke(app, ["-w", ws, "query", "--status", "302", "--format", "csv"])
     assert csv_out.stdout.splitlines()[0].startswith("url,")

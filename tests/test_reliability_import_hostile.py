@@ -224,10 +224,7 @@ def mutations(draw: st.DrawFn) -> tuple[Base, Mutated]:
 # Bugs the oracle finds that are pinned by the strict-xfail tests below: a finding of this kind is counted
 # in the report (as not clean) but does not fail this test, so the suite stays green until they are fixed.
 # Remove an entry when its xfail test starts passing.
-KNOWN_BUGS = {
-    "content-length-skip": "a wrong Content-Length makes the reader skip the next record(s) silently",
-    "truncated-last-record-verified": "a record the file ends inside stays verified when its payload still hashes",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def judge(base: Base, mutated: Mutated, got: Snapshot, path: Path, result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -325,9 +322,7 @@ def _example_warc_with_content_length(tmp_path: Path, delta: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("delta", [pytest.param(50, marks=pytest.mark.xfail(
-    strict=True, reason="bug content-length-skip: warcreader._scan_warc never checks that a record ends where "
-                        "the next begins; FastWARC's quirks mode skips to the next 'WARC/'")), -200])
+@pytest.mark.parametrize("delta", [50, -200])
 def test_a_wrong_content_length_is_reported_not_silently_dropped(tmp_path: Path, delta: int) -> None:
     """Content-Length of the warcinfo record of pywb's example.warc made 50 bytes too long: the response after
     it vanishes with no error, and the file is catalogued as ``complete``."""
@@ -355,8 +350,6 @@ def test_a_plain_warc_cut_inside_its_last_record_is_reported(tmp_path: Path, cut
     check_workspace(tmp_path / "ws", damaged_input=True)
 
 
-@pytest.mark.xfail(strict=True, reason="bug truncated-last-record-verified: warcreader._scan_warc yields the last "
-                                       "record with its verification before finding that the file ends inside it")
 def test_a_record_the_file_ends_inside_is_not_verified(tmp_path: Path) -> None:
     """missing-status-text.warc is one 302 response with an empty body (payload digest = SHA-1 of nothing).
     Cut inside its HTTP headers, the payload still hashes to the claim: the record must still not be
