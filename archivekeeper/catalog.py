@@ -343,27 +343,19 @@ class Catalog:
                 low, high = match_range(selection.url, selection.match)
                 clauses.append("c.urlkey >= ? AND c.urlkey < ?")
                 params += [low, high]
-        if selection.date_from is not None:
-            clauses.append("c.capture_time >= ?")
-            params.append(selection.date_from)
-        if selection.date_to is not None:
-            clauses.append("c.capture_time <= ?")
-            params.append(selection.date_to)
-        if selection.pre_cutoff is not None:
-            clauses.append("c.pre_cutoff = ?")
-            params.append(int(selection.pre_cutoff))
-        if selection.status is not None:
-            clauses.append("c.status = ?")
-            params.append(selection.status)
-        if selection.mime is not None:
-            clauses.append("c.mime = ?")
-            params.append(selection.mime.lower())
-        if selection.verification is not None:
-            clauses.append("c.verification = ?")
-            params.append(selection.verification)
-        if selection.source is not None:
-            clauses.append("c.source = ?")
-            params.append(selection.source)
+        simple = (
+            ("c.capture_time >= ?", selection.date_from),
+            ("c.capture_time <= ?", selection.date_to),
+            ("c.pre_cutoff = ?", None if selection.pre_cutoff is None else int(selection.pre_cutoff)),
+            ("c.status = ?", selection.status),
+            ("c.mime = ?", selection.mime.lower() if selection.mime is not None else None),
+            ("c.verification = ?", selection.verification),
+            ("c.source = ?", selection.source),
+        )
+        for clause, value in simple:
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
         if selection.record_types is not None:
             clauses.append(f"c.record_type IN ({', '.join('?' for _ in selection.record_types)})")
             params += list(selection.record_types)
