@@ -111,6 +111,8 @@ def make_row(path: str, offset: int, meta: dict[str, Any]) -> dict[str, Any]:
             text, title = extract_html(data)
         elif data:
             text = decode_plain(data)
+    except ImportError:  # a broken install is not an odd page: fail the export instead of emptying it
+        raise
     except Exception:  # an extractor failing on one odd page leaves that document without text
         text, title = "", None
     row = {"id": meta["id"], "text": text, "title": title, "language": detect_language(text)}
