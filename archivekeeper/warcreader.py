@@ -266,8 +266,8 @@ def _scan_warc(path: Path, fmt: FileFormat, result: ScanResult, hash_file: bool)
                     raise InputFileError(
                         "not a per-record gzip WARC (one gzip stream holds several records); "
                         "recompress it with `warcio recompress`", path=path, offset=pending_pos)
-                if pending_pos >= 0 and not fmt.gzipped:
-                    _check_framing(probe, pending_pos, pos, path, pending, result)
+                if pending_pos >= 0 and (not fmt.gzipped or not _payload_proven(pending)):
+                    _check_framing(probe, pending_pos, pos, fmt.gzipped, path, pending, result)
                 if pending is not None:
                     pending[1] = pos - pending_pos
                     yield tuple(pending)
@@ -309,24 +309,33 @@ def _scan_warc(path: Path, fmt: FileFormat, result: ScanResult, hash_file: bool)
             result.size = size
 
 
-def _check_framing(probe: BinaryIO, offset: int, next_offset: int, path: Path, pending: list[Any] | None,
-                   result: ScanResult) -> None:
-    """In a plain WARC, the record at ``offset`` must end (by its Content-Length) where the next one
-    starts: otherwise the reader resynchronised on a later ``WARC/`` line and bytes were skipped or
-    shared. The record is then kept unverified and the file reported."""
+def _payload_proven(pending: list[Any] | None) -> bool:
+    """A record whose payload SHA-1 matched its header was read to exactly its end: its framing is
+    proven without re-reading it (the cheap case, and the common one for big response records)."""
+    return pending is not None and pending[8] is not None and pending[8] == pending[9] and not pending[13]
+
+
+def _check_framing(probe: BinaryIO, offset: int, next_offset: int, gzipped: bool, path: Path,
+                   pending: list[Any] | None, result: ScanResult) -> None:
+    """The record at ``offset`` must end where the next one starts: in a plain WARC by its
+    Content-Length (else the reader resynchronised on a later ``WARC/`` line), in a per-record gzip
+    WARC at the end of its gzip member (else a too-long Content-Length swallowed the next member).
+    Otherwise records were skipped or shared: the record is kept unverified and the file reported."""
     try:
-        expected = record_end(probe, offset, False, path)
+        expected = record_end(probe, offset, gzipped, path)
     except InputFileError as exc:
         problem = exc
     else:
-        if expected - _TERMINATOR <= next_offset <= expected:
+        if expected == next_offset or (not gzipped and expected - _TERMINATOR <= next_offset <= expected):
             return
         gap = next_offset - expected
-        if 0 < gap <= 1 << 16:
+        if not gzipped and 0 < gap <= 1 << 16:
             probe.seek(expected)
             if not probe.read(gap).strip(b"\r\n \t"):
                 return  # only blank padding between the records
         what = f"{gap} bytes skipped" if gap > 0 else f"{-gap} bytes read twice"
+        if gzipped:
+            what = f"its gzip member ends at {expected}, the next record was read at {next_offset}"
         problem = InputFileError(f"record's Content-Length does not match where the next record starts ({what})",
                                  path=path, offset=offset)
     result.problems.append(problem)
