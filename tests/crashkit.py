@@ -379,10 +379,11 @@ def profile_run(argv: list[str], wal: Path, env: Mapping[str, str] | None = None
     return outcome, Profile(seconds=time.monotonic() - started, wal_bytes=biggest)
 
 
-def draw_kill_point(rng: random.Random, profile: Profile) -> KillPoint:
-    """A seeded kill point spread over the run: startup, catalog writes, worker phase."""
+def draw_kill_point(rng: random.Random, profile: Profile, *, workers: bool = True) -> KillPoint:
+    """A seeded kill point spread over the run: startup, catalog writes, worker phase (``workers``: the
+    command forks worker processes, as ``import`` does; ``sync`` and ``export`` use threads)."""
     group = rng.random() < 0.7
-    choice = rng.random()
+    choice = rng.random() * (1.0 if workers else 0.75)
     if choice < 0.35 or profile.wal_bytes == 0:
         return KillPoint("time", rng.uniform(0.0, profile.seconds * 1.05), group)
     if choice < 0.75:

@@ -224,8 +224,8 @@ def mutations(draw: st.DrawFn) -> tuple[Base, Mutated]:
 # Bugs the oracle finds that are pinned by the strict-xfail tests below: a finding of this kind is counted
 # in the report (as not clean) but does not fail this test, so the suite stays green until they are fixed.
 # Remove an entry when its xfail test starts passing.
-KNOWN_BUGS: dict[str, str] = {  # fixed so far: content-length-skip (plain WARCs), truncated-last-record-verified
-}
+# Fixed so far: content-length-skip (plain and gzip), truncated-last-record-verified.
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def known(name: str) -> str:
