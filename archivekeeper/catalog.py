@@ -157,12 +157,18 @@ class Catalog:
         for query in ("mode=ro", "mode=ro&immutable=1"):
             try:
                 conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=30.0, isolation_level=None)
-                conn.execute("SELECT count(*) FROM meta").fetchone()
+                has_meta = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                        "AND name = 'meta'").fetchone()[0]
                 break
             except sqlite3.DatabaseError as exc:
                 last_error = exc
         else:
             raise CatalogError(f"cannot open catalog {path} for reading: {last_error}") from None
+        if not has_meta:
+            # The first writer has created the file but not its schema yet: read an empty catalog.
+            conn.close()
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.executescript(_SCHEMA)
         catalog = cls(sqlite_utils.Database(conn), cutoff)
         catalog.readonly = True
         version = catalog.get_meta("schema_version")

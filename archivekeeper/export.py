@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS exports (
     cutoff TEXT NOT NULL,
     created TEXT NOT NULL,
     tool_version TEXT NOT NULL,
-    status TEXT NOT NULL,            -- planned | complete | failed
+    status TEXT NOT NULL,            -- planned | publishing | complete | failed
     counts TEXT,
     manifest_sha256 TEXT,
     started_at TEXT NOT NULL,
@@ -399,6 +399,16 @@ def finish_export(catalog: Catalog, export_id: int, status: str, counts: dict[st
             "manifest_sha256 = coalesce(?, manifest_sha256), "
             "finished_at = strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?",
             (status, json.dumps(counts, sort_keys=True) if counts is not None else None, manifest_sha256, export_id))
+
+
+def pending_publication(catalog: Catalog, name: str, destination: str) -> tuple[int, str] | None:
+    """``(export_id, manifest_sha256)`` of an export of ``name`` to ``destination`` that was catalogued and
+    then interrupted while being renamed into place (status ``publishing``), else None."""
+    ensure_tables(catalog)
+    row = catalog.conn.execute(
+        "SELECT id, manifest_sha256 FROM exports WHERE name = ? AND destination = ? AND status = 'publishing' "
+        "AND manifest_sha256 IS NOT NULL ORDER BY id DESC LIMIT 1", (name, destination)).fetchone()
+    return (int(row[0]), str(row[1])) if row is not None else None
 
 
 def exports_containing(catalog: Catalog, url: str | None = None) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from .export import (
     finish_export,
     iter_aliases,
     iter_exported,
+    pending_publication,
     plan_export,
     record_lengths,
     record_shard,
@@ -52,7 +53,7 @@ from .extract import (
     is_document,
     require_pyarrow,
 )
-from .manifest import MANIFEST_JSON, build_manifest, dumps
+from .manifest import MANIFEST_JSON, build_manifest, dumps, loads
 from .models import Selection
 from .s3 import (
     DEFAULT_CONCURRENCY,
@@ -147,6 +148,9 @@ def run_export(workspace: Workspace, catalog: Catalog, name: str, destination: s
         dest_text = location.url
     else:
         target = Path(destination).expanduser().absolute()
+        finished = _finish_interrupted_publication(catalog, name, target, started)
+        if finished is not None:
+            return finished
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ExportError(f"{target} already exists and is not empty: choose another --to or remove it")
         staging = target.parent / f".{target.name}.partial"
@@ -179,22 +183,50 @@ def _export(workspace: Workspace, catalog: Catalog, export_id: int, spec: Export
     manifest, files = build_package(workspace, catalog, spec, created, counts, staging, options, report)
     timings["build"] = time.monotonic() - clock
     result = ExportResult(spec.name, spec.destination, created, manifest, files=files, timings=timings)
-    clock = time.monotonic()
     if is_s3_url(spec.destination):
+        clock = time.monotonic()
         report("upload", 0)
         uploader = Uploader(client, parse_s3_url(spec.destination), part_size=options.part_size,
                             concurrency=options.concurrency, progress=report)
         result.upload = uploader.run(staging, [UploadItem(f.path, f.size, f.sha256) for f in files],
                                      _tag_items(staging))
         shutil.rmtree(staging, ignore_errors=True)
+        timings["publish"] = time.monotonic() - clock
+        clock = time.monotonic()
+        save_captures(catalog, export_id)
+        finish_export(catalog, export_id, "complete", manifest["counts"], manifest_sha256(manifest))
+        timings["catalog"] = time.monotonic() - clock
     else:
+        # Catalogued first (as 'publishing'), renamed second, marked complete last: a kill after the rename
+        # leaves an export the catalog knows, and the re-run only marks it complete.
+        clock = time.monotonic()
+        save_captures(catalog, export_id)
+        finish_export(catalog, export_id, "publishing", manifest["counts"], manifest_sha256(manifest))
+        timings["catalog"] = time.monotonic() - clock
+        clock = time.monotonic()
         _publish_local(staging, Path(spec.destination))
-    timings["publish"] = time.monotonic() - clock
-    clock = time.monotonic()
-    save_captures(catalog, export_id)
-    finish_export(catalog, export_id, "complete", manifest["counts"], manifest_sha256(manifest))
-    timings["catalog"] = time.monotonic() - clock
+        finish_export(catalog, export_id, "complete")
+        timings["publish"] = time.monotonic() - clock
     return result
+
+
+def _finish_interrupted_publication(catalog: Catalog, name: str, target: Path,
+                                    started: float) -> ExportResult | None:
+    """A local export whose run was killed after renaming its folder into place but before the catalog marked
+    it complete: the folder's manifest is the one catalogued, so mark it complete (nothing is rebuilt)."""
+    pending = pending_publication(catalog, name, str(target))
+    manifest_path = target / MANIFEST_JSON
+    if pending is None or not manifest_path.is_file():
+        return None
+    data = manifest_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != pending[1]:
+        return None
+    manifest = loads(data)
+    finish_export(catalog, pending[0], "complete")
+    files = [DataFile(f["path"], int(f["size"]), f["sha256"], f.get("records"), f.get("rows"))
+             for f in manifest["files"]]
+    return ExportResult(name, str(target), str(manifest.get("created", "")), manifest,
+                        seconds=time.monotonic() - started, files=files)
 
 
 def _left_out_text(counts: PlanCounts) -> str:

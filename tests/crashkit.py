@@ -313,10 +313,15 @@ def children_of(pid: int) -> int:
 
 _KILL_AT = """
 import importlib, os, signal, sys
-module_name, _, name = os.environ["AK_KILL_AT"].partition(":")
+where, _, nth = os.environ["AK_KILL_AT"].partition("#")
+module_name, _, name = where.partition(":")
 module = importlib.import_module(module_name)
+original, calls = getattr(module, name), [int(nth or 1)]
 def die(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
+    calls[0] -= 1
+    if calls[0] <= 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
 setattr(module, name, die)
 from archivekeeper.cli import run
 sys.argv = ["archivekeeper", *sys.argv[1:]]
@@ -326,7 +331,7 @@ run()
 
 def run_killed_at(where: str, workspace: Path, *args: str, env: Mapping[str, str] | None = None) -> Outcome:
     """Run a command that SIGKILLs itself the moment it calls ``where`` (``module:function``, patched where
-    it is looked up): a kill at an exact point of a crash window."""
+    it is looked up; ``module:function#N``: at its N-th call): a kill at an exact point of a crash window."""
     argv = [sys.executable, "-c", _KILL_AT, "--workspace", str(workspace), *args]
     return run_argv(argv, env={**(env or child_env()), "AK_KILL_AT": where})
 

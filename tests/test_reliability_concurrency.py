@@ -158,8 +158,6 @@ def test_readers_answer_while_a_writer_holds_a_transaction(tmp_path: Path) -> No
     assert stats.returncode == 0, stats.describe()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Catalog._open_readonly fails on a catalog file whose schema is not "
-                                       "written yet ('no such table: meta')")
 def test_a_reader_racing_the_first_writer_on_a_new_workspace_sees_an_empty_catalog(tmp_path: Path) -> None:
     """Two commands started at once on a new workspace: the first creates catalog.db and is about to write the
     schema when the second (``stats``) opens it read-only and fails. Reproduced deterministically with the

@@ -228,18 +228,25 @@ def test_s3_export_survives_sigkill(tmp_path: Path, template: Path, moto_s3: Mot
     assert survived == tried >= wanted
 
 
-@pytest.mark.xfail(strict=True, reason="bug: package._export renames the finished folder into place before the "
-                                       "catalog records the export; a kill in between leaves an export the "
-                                       "catalog does not list and a re-run refuses ('already exists')")
-def test_a_local_export_killed_right_after_publishing_is_still_catalogued(tmp_path: Path, template: Path) -> None:
+@pytest.mark.parametrize("call", [1, 2], ids=["before-rename", "after-rename"])
+def test_a_local_export_killed_around_its_rename_is_catalogued_by_the_rerun(tmp_path: Path, template: Path,
+                                                                           call: int) -> None:
+    """``finish_export``'s first call catalogues the export as 'publishing' (then the folder is renamed into
+    place), its second marks it complete: a kill at either leaves an export the re-run completes."""
     env = child_env(EPOCH)
     workspace = fresh_workspace(template, tmp_path / "ws")
     dest = tmp_path / "out" / "corpus"
-    killed = run_killed_at("archivekeeper.package:save_captures", workspace, "export", "corpus", "--to", str(dest),
-                           "--format", "warc", env=env)
-    assert killed.returncode == -9 and dest.exists()
-    check_export(dest, env)  # the export itself is fine...
-    rerun = run_ak(workspace, "export", "corpus", "--to", str(dest), "--format", "warc", env=env)
-    # ... but the catalog never learns of it
-    assert listed(workspace, "corpus", env, via_cli=True) or rerun.returncode == 0, (
-        f"not listed, and the re-run says: {rerun.text.strip()}")
+    killed = run_killed_at(f"archivekeeper.package:finish_export#{call}", workspace, "export", "corpus",
+                           "--to", str(dest), "--format", "warc", env=env)
+    assert killed.returncode == -9, killed.describe()
+    assert dest.exists() == (call == 2)
+    assert not listed(workspace, "corpus", env)
+    manifest = (dest / "manifest.json").read_bytes() if dest.exists() else None
+    rerun = run_ak(workspace, "export", "corpus", "--to", str(dest), "--format", "warc", "--json", env=env)
+    assert rerun.returncode == 0, rerun.describe()
+    assert json.loads(rerun.stdout)["counts"]["exported"] > 0
+    assert listed(workspace, "corpus", env, via_cli=True)
+    check_export(dest, env)
+    if manifest is not None:
+        assert (dest / "manifest.json").read_bytes() == manifest  # completed as it was, not rebuilt
+    assert not (dest.parent / ".corpus.partial").exists()
