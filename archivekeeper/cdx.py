@@ -44,7 +44,8 @@ _PYWB_TEXT = ("urlkey", "timestamp", "url", "mime", "status", "digest", "length"
               "source", "source-coll", "access")
 _STATUS = re.compile(r"^(\d{3}|-)$")
 _TIMESTAMP = re.compile(r"^\d{4,14}$")
-BATCH = 1000  # captures per yielded batch, so a long unpaged answer never sits in memory whole
+BATCH = 250  # captures per yielded batch, so a long unpaged answer never sits in memory whole
+MAX_JSON_ROW = 1 << 24  # characters of one row of a JSON array answer (a real one is a few hundred)
 
 
 @dataclass
@@ -144,26 +145,10 @@ def _schema_from_header(line: str) -> tuple[str, ...] | None:
 
 
 def parse_json_array(data: Any) -> CdxBatch:
-    """IA ``output=json``: ``[header, row, ..., [], [resume key]]``."""
+    """IA ``output=json`` already decoded: ``[header, row, ..., [], [resume key]]``, as one batch."""
     if not isinstance(data, list):
         raise SourceError("CDX answer is not a JSON array")
-    batch = CdxBatch()
-    if not data:
-        return batch
-    header = [str(name) for name in data[0]]
-    rows = data[1:]
-    if len(rows) >= 2 and rows[-2] == [] and isinstance(rows[-1], list) and len(rows[-1]) == 1:
-        batch.resume_key = str(rows[-1][0])
-        rows = rows[:-2]
-    for row in rows:
-        if not row:
-            continue
-        try:
-            batch.captures.append(normalize_row(dict(zip(header, row, strict=False))))
-            batch.raw_lines.append(json.dumps(row))
-        except (ValueError, TypeError):
-            batch.bad_lines += 1
-    return batch
+    return next(parse_json_rows(iter(data), batch_size=len(data) + 1))
 
 
 def parse_lines(lines: Iterable[str], *, batch_size: int = BATCH) -> Iterator[CdxBatch]:
@@ -210,14 +195,86 @@ def parse_cdx(body: IO[bytes], *, batch_size: int = BATCH) -> Iterator[CdxBatch]
     head = body.read(64)
     body.seek(0)
     if head.lstrip().startswith(b"["):
-        try:
-            data = json.load(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SourceError(f"CDX answer is not valid JSON: {exc}") from None
-        yield parse_json_array(data)
+        yield from parse_json_rows(iter_json_array(body), batch_size=batch_size)
         return
     lines = (raw.decode("utf-8", "replace") for raw in body)
     yield from parse_lines(lines, batch_size=batch_size)
+
+
+def iter_json_array(body: IO[bytes], *, chunk_size: int = 1 << 16) -> Iterator[Any]:
+    """The elements of the JSON array that is all of ``body``, decoded one by one as the bytes are read
+    (an IA answer of millions of rows never sits in memory whole); :class:`SourceError` if it is not one."""
+    decoder = json.JSONDecoder()
+    text, pos, opened, eof = "", 0, False, False
+    while not eof:
+        piece = body.read(chunk_size)
+        eof = not piece
+        text = text[pos:] + piece.decode("utf-8", "replace")
+        pos = 0
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(text):
+                break
+            if not opened:
+                if text[pos] != "[":
+                    raise SourceError("CDX answer is not a JSON array")
+                opened, pos = True, pos + 1
+                continue
+            if text[pos] == "]":
+                if text[pos + 1:].strip() or body.read(1).strip():
+                    raise SourceError("CDX answer is not valid JSON: data after the array")
+                return
+            try:
+                value, end = decoder.raw_decode(text, pos)
+            except ValueError:
+                if eof:
+                    raise SourceError(f"CDX answer is not valid JSON at row {text[pos:pos + 80]!r}") from None
+                break  # the row continues in the next piece
+            if end == len(text) and not eof:
+                break  # a number or word cut short: decode it once the next piece is here
+            yield value
+            pos = end
+        if len(text) - pos > MAX_JSON_ROW:
+            raise SourceError(f"CDX answer has a JSON row longer than {MAX_JSON_ROW} characters")
+    raise SourceError("CDX answer is not valid JSON: it ends inside the array")
+
+
+def parse_json_rows(elements: Iterator[Any], *, batch_size: int = BATCH) -> Iterator[CdxBatch]:
+    """IA ``output=json`` rows (``header, row, ..., [], [resume key]``) as batches of captures; the last
+    batch has ``page_done`` and the resume key."""
+    header: list[str] | None = None
+    batch = CdxBatch(page_done=False)
+    tail: list[Any] = []  # the last two elements: they may be the [] + [resume key] ending
+    for element in elements:
+        if header is None:
+            if not isinstance(element, list):
+                raise SourceError("CDX answer is not a JSON array of rows")
+            header = [str(name) for name in element]
+            continue
+        tail.append(element)
+        if len(tail) > 2:
+            _add_json_row(batch, header, tail.pop(0))
+            if len(batch.captures) >= batch_size:
+                yield batch
+                batch = CdxBatch(page_done=False)
+    if len(tail) == 2 and tail[0] == [] and isinstance(tail[1], list) and len(tail[1]) == 1:
+        batch.resume_key = str(tail[1][0])
+        tail = []
+    for row in tail:
+        _add_json_row(batch, header or [], row)
+    batch.page_done = True
+    yield batch
+
+
+def _add_json_row(batch: CdxBatch, header: list[str], row: Any) -> None:
+    if not row:
+        return
+    try:
+        batch.captures.append(normalize_row(dict(zip(header, row, strict=False))))
+        batch.raw_lines.append(json.dumps(row))
+    except (ValueError, TypeError):
+        batch.bad_lines += 1
 
 
 def error_message(body: bytes) -> str | None:
@@ -259,10 +316,15 @@ def pages_by_resume_key(fetch: CdxFetch, params: Mapping[str, Any], *, page_size
         if resume_key:
             query["resumeKey"] = str(resume_key)
         body = fetch(query)
-        batch = CdxBatch() if body is None else next(parse_cdx(body, batch_size=1 << 30), CdxBatch())
-        next_key = batch.resume_key if batch.resume_key and batch.resume_key != resume_key else None
-        yield CdxPage(batch.captures, batch.raw_lines, {"resume_key": next_key} if next_key else None,
-                      batch.bad_lines)
+        this_page = {"resume_key": resume_key} if resume_key else {}  # resumes at this page's start
+        next_key = None
+        for batch in [CdxBatch()] if body is None else parse_cdx(body):
+            if not batch.page_done:  # a page longer than one batch (a server that ignores limit)
+                yield CdxPage(batch.captures, batch.raw_lines, this_page, batch.bad_lines)
+                continue
+            next_key = batch.resume_key if batch.resume_key and batch.resume_key != resume_key else None
+            yield CdxPage(batch.captures, batch.raw_lines, {"resume_key": next_key} if next_key else None,
+                          batch.bad_lines)
         if not next_key:
             return
         resume_key = next_key

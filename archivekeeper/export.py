@@ -20,10 +20,12 @@ Table ``exports`` records each export (name, destination, selection, formats, th
 timestamp, status and counts), so "which corpora contain this URL?" is one query:
 :func:`exports_containing`.
 
-Planning runs in SQL over temporary tables keyed by capture row id (``temp.export_plan``, then
-``temp.export_decided`` numbered in export order), so it stays fast and memory-flat for millions of
-captures; the build pages through them by sequence number, notes where each record went
-(``temp.export_placed``), and :func:`save_captures` writes ``export_captures`` once at the end.
+Planning runs in SQL over temporary tables keyed by capture row id (``temp.export_plan``; then
+``temp.export_order``, the exported records numbered in export order, and ``temp.export_decided``, the
+others), set-based and without window functions over the captures, so it stays fast and memory-flat
+for millions of captures. The build pages through ``temp.export_order`` by sequence number and notes
+where records went in runs (``temp.export_runs``: one row per stretch of records laid out in a shard as
+in their store file); :func:`save_captures` writes ``export_captures`` once at the end.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 
 from . import __version__
 from .catalog import Catalog
-from .errors import ConfigError
+from .errors import ConfigError, ExportError
 from .models import CatalogRecord, Selection
 from .surt import surt
 
@@ -47,7 +49,8 @@ LEFT_OUT_REASONS = ("post_cutoff", "mismatch", "transformed", "unverifiable", "r
 ALIAS_REASONS = ("duplicate", "revisit")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PAGE_ROWS = 2000
-CACHE_KIB = 64 << 10  # SQLite page cache during an export
+PLACEMENT_ROWS = 20_000  # rows of four integers
+CACHE_KIB = 8 << 10  # SQLite page cache during an export (bounded: memory stays flat)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exports (
@@ -190,46 +193,67 @@ _LEFT_OUT_CASE = """CASE
 _TEMP_SCHEMA = """
 CREATE TEMP TABLE IF NOT EXISTS export_plan (
     capture_id INTEGER PRIMARY KEY, role TEXT NOT NULL, reason TEXT, holder INTEGER, selected INTEGER NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS export_order (
+    seq INTEGER PRIMARY KEY, capture_id INTEGER NOT NULL, selected INTEGER NOT NULL, source TEXT NOT NULL,
+    file_id INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS export_decided (
     capture_id INTEGER PRIMARY KEY, role TEXT NOT NULL, reason TEXT, canonical INTEGER, selected INTEGER NOT NULL,
     seq INTEGER);
 CREATE INDEX IF NOT EXISTS temp.export_decided_seq ON export_decided(role, seq);
-CREATE TEMP TABLE IF NOT EXISTS export_shards (first_seq INTEGER PRIMARY KEY, shard TEXT, header_length INTEGER);
-CREATE TEMP TABLE IF NOT EXISTS export_lengths (seq INTEGER PRIMARY KEY, length INTEGER);
-CREATE TEMP TABLE IF NOT EXISTS export_offsets (capture_id INTEGER PRIMARY KEY, shard TEXT, shard_offset INTEGER);
+CREATE TEMP TABLE IF NOT EXISTS export_files (id INTEGER PRIMARY KEY, rank INTEGER NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS export_runs (
+    first_seq INTEGER PRIMARY KEY, shard TEXT NOT NULL, shard_offset INTEGER NOT NULL, file_offset INTEGER NOT NULL);
 DELETE FROM temp.export_plan;
+DELETE FROM temp.export_order;
 DELETE FROM temp.export_decided;
-DELETE FROM temp.export_shards;
-DELETE FROM temp.export_lengths;
+DELETE FROM temp.export_files;
+DELETE FROM temp.export_runs;
 """
 
-# Candidates: the earliest capture (then lowest key) of each digest is exported, the others are its
-# aliases; a revisit (sorted after the candidates of its digest) is an alias of that same record.
-# Exported records are then numbered in store order (file path, offset: the store is read
-# sequentially, back-to-back records in one read), aliases in URL key / capture time / key order.
-_DECIDE = """
-WITH ranked AS (
-    SELECT p.capture_id, p.role, p.reason, p.selected, c.urlkey, c.capture_time, c.record_key, f.path, c.offset,
-           ROW_NUMBER() OVER w AS rn, FIRST_VALUE(p.capture_id) OVER w AS first
-    FROM temp.export_plan p JOIN captures c ON c.id = p.capture_id JOIN files f ON f.id = c.file_id
-    WINDOW w AS (PARTITION BY CASE WHEN p.role IN ('candidate', 'revisit') THEN c.digest ELSE c.record_key END
-                 ORDER BY p.role = 'revisit', c.capture_time, c.record_key)),
-decided AS (
-    SELECT capture_id, selected, urlkey, capture_time, record_key, path, offset,
-           CASE WHEN role = 'candidate' AND rn = 1 THEN 'exported'
-                WHEN role IN ('candidate', 'revisit') THEN 'alias' ELSE 'left_out' END AS role,
-           CASE WHEN role = 'candidate' AND rn > 1 THEN 'duplicate' WHEN role = 'revisit' THEN 'revisit'
-                WHEN role = 'left_out' THEN reason END AS reason,
-           CASE WHEN role IN ('candidate', 'revisit') THEN first END AS canonical
-    FROM ranked)
-INSERT INTO temp.export_decided(capture_id, role, reason, canonical, selected, seq)
-SELECT capture_id, role, reason, canonical, selected,
-       CASE WHEN role = 'left_out' THEN NULL
-            ELSE ROW_NUMBER() OVER (PARTITION BY role ORDER BY
-                 CASE WHEN role = 'exported' THEN path END, CASE WHEN role = 'exported' THEN offset END,
-                 urlkey, capture_time, record_key) - 1 END
-FROM decided
+# Every selected capture gets a role; a candidate whose digest no other capture of the catalog has
+# holds its own payload (``holder`` = itself) and is exported without further search.
+_PLAN = f"""
+INSERT INTO temp.export_plan(capture_id, role, reason, holder, selected)
+SELECT id, role, reason,
+       CASE WHEN role = 'candidate' AND NOT EXISTS (
+           SELECT 1 FROM captures h WHERE h.digest = s.digest AND h.id != s.id) THEN id END, 1
+FROM (SELECT id, digest, reason, CASE WHEN reason IS NOT NULL THEN 'left_out'
+             WHEN record_type = 'revisit' THEN 'revisit' ELSE 'candidate' END AS role
+      FROM (SELECT c.id, c.digest, c.record_type, {_LEFT_OUT_CASE} AS reason FROM captures c{{where}})) s
 """
+
+# The other candidates: the earliest candidate (then lowest record key) of each digest holds the
+# payload and is exported; the later ones are its aliases (revisits already point at that record).
+_HOLDERS = """
+UPDATE temp.export_plan AS p SET holder = (
+    SELECT h.id FROM captures h JOIN temp.export_plan q ON q.capture_id = h.id
+    WHERE h.digest = c.digest AND q.role = 'candidate' ORDER BY h.capture_time, h.record_key LIMIT 1)
+FROM captures c WHERE c.id = p.capture_id AND p.role = 'candidate' AND p.holder IS NULL
+"""
+
+# Exported records are numbered in store order (file path, offset: the store is read sequentially,
+# back-to-back records in one read) into ``temp.export_order``, with where each lies in the store: rows
+# inserted in that order into an emptied table holding only a row -1 get sequence numbers 0, 1, 2, ...
+# (SQLite gives a new row the largest rowid plus one). Aliases are numbered in URL key / capture time /
+# key order into ``temp.export_decided``, which also holds the left-out captures.
+_DECIDE = (
+    "INSERT INTO temp.export_files(id, rank) SELECT id, ROW_NUMBER() OVER (ORDER BY path) FROM files "
+    "WHERE id IN (SELECT DISTINCT c.file_id FROM temp.export_plan p JOIN captures c ON c.id = p.capture_id "
+    "WHERE p.role = 'candidate' AND p.holder = p.capture_id)",
+    "INSERT INTO temp.export_order VALUES (-1, 0, 0, '', 0, 0, 0)",
+    "INSERT INTO temp.export_order(capture_id, selected, source, file_id, offset, length) "
+    "SELECT p.capture_id, p.selected, c.source, c.file_id, c.offset, c.length "
+    "FROM temp.export_plan p JOIN captures c ON c.id = p.capture_id JOIN temp.export_files f ON f.id = c.file_id "
+    "WHERE p.role = 'candidate' AND p.holder = p.capture_id ORDER BY f.rank, c.offset, c.record_key",
+    "DELETE FROM temp.export_order WHERE seq = -1",
+    "INSERT INTO temp.export_decided(capture_id, role, reason, canonical, selected, seq) "
+    "SELECT p.capture_id, 'alias', CASE WHEN p.role = 'revisit' THEN 'revisit' ELSE 'duplicate' END, p.holder, "
+    "p.selected, ROW_NUMBER() OVER (ORDER BY c.urlkey, c.capture_time, c.record_key) - 1 "
+    "FROM temp.export_plan p JOIN captures c ON c.id = p.capture_id "
+    "WHERE p.role = 'revisit' OR (p.role = 'candidate' AND p.holder != p.capture_id)",
+    "INSERT INTO temp.export_decided(capture_id, role, reason, canonical, selected, seq) "
+    "SELECT capture_id, 'left_out', reason, NULL, selected, NULL FROM temp.export_plan WHERE role = 'left_out'",
+)
 
 
 @contextmanager
@@ -250,13 +274,11 @@ def plan_export(catalog: Catalog, export_id: int, selection: Selection) -> PlanC
     cutoff = catalog.cutoff_iso
     with catalog.transaction():
         _run_script(conn, _TEMP_SCHEMA)
-        conn.execute(
-            "INSERT INTO temp.export_plan(capture_id, role, reason, selected) "
-            f"SELECT id, CASE WHEN reason IS NOT NULL THEN 'left_out' WHEN record_type = 'revisit' THEN 'revisit' "
-            f"ELSE 'candidate' END, reason, 1 FROM (SELECT c.id, c.record_type, {_LEFT_OUT_CASE} AS reason "
-            f"FROM captures c{where})", [cutoff, *params])
+        conn.execute(_PLAN.format(where=where), [cutoff, *params])
         _resolve_revisits(conn, cutoff)
-        conn.execute(_DECIDE)
+        conn.execute(_HOLDERS)
+        for statement in _DECIDE:
+            conn.execute(statement)
     return plan_counts(catalog)
 
 
@@ -290,19 +312,20 @@ def _resolve_revisits(conn: Any, cutoff_iso: str) -> None:
 
 
 def plan_counts(catalog: Catalog) -> PlanCounts:
-    """Counts of the export just planned (one pass over ``temp.export_decided``)."""
+    """Counts of the export just planned (one pass over ``temp.export_order`` and ``temp.export_decided``)."""
     counts = PlanCounts()
-    for role, reason, selected, source, n, size in catalog.conn.execute(
-            "SELECT d.role, d.reason, d.selected, c.source, count(*), sum(c.length) FROM temp.export_decided d "
-            "JOIN captures c ON c.id = d.capture_id GROUP BY d.role, d.reason, d.selected, c.source"):
-        if selected:
-            counts.selected += n
-        if role == EXPORTED:
-            counts.exported += n
-            counts.brought_in += 0 if selected else n
-            counts.exported_bytes += int(size)
-            counts.sources[str(source)] = counts.sources.get(str(source), 0) + n
-        elif role == ALIAS:
+    conn = catalog.conn
+    for selected, source, n, size in conn.execute(
+            "SELECT selected, source, count(*), sum(length) FROM temp.export_order GROUP BY selected, source"):
+        counts.selected += n if selected else 0
+        counts.exported += n
+        counts.brought_in += 0 if selected else n
+        counts.exported_bytes += int(size)
+        counts.sources[str(source)] = counts.sources.get(str(source), 0) + n
+    for role, reason, selected, n in conn.execute(
+            "SELECT role, reason, selected, count(*) FROM temp.export_decided GROUP BY role, reason, selected"):
+        counts.selected += n if selected else 0
+        if role == ALIAS:
             counts.aliases[reason] = counts.aliases.get(reason, 0) + n
         else:
             counts.left_out[reason] = counts.left_out.get(reason, 0) + n
@@ -315,9 +338,9 @@ def iter_exported(catalog: Catalog) -> Iterator[ExportedRecord]:
     start = 0
     while True:
         rows = catalog.conn.execute(
-            f"SELECT d.seq, d.selected, {_RECORD_COLUMNS} FROM temp.export_decided d "
-            "JOIN captures c ON c.id = d.capture_id JOIN files f ON f.id = c.file_id "
-            "WHERE d.role = 'exported' AND d.seq >= ? AND d.seq < ? ORDER BY d.seq",
+            f"SELECT o.seq, o.selected, {_RECORD_COLUMNS} FROM temp.export_order o "
+            "JOIN captures c ON c.id = o.capture_id JOIN files f ON f.id = c.file_id "
+            "WHERE o.seq >= ? AND o.seq < ? ORDER BY o.seq",
             (start, start + PAGE_ROWS)).fetchall()
         if not rows:
             return
@@ -326,6 +349,27 @@ def iter_exported(catalog: Catalog) -> Iterator[ExportedRecord]:
             values[6] = bool(values[6])
             yield ExportedRecord(seq=int(row[0]), record=CatalogRecord(*values), selected=bool(row[1]))
         start += PAGE_ROWS
+
+
+def iter_placements(catalog: Catalog) -> Iterator[tuple[int, int, int, int]]:
+    """``(seq, file id, offset, length)`` of the exported records in export order, a page at a time."""
+    start = 0
+    while True:
+        rows = catalog.conn.execute(
+            "SELECT seq, file_id, offset, length FROM temp.export_order WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (start, start + PLACEMENT_ROWS)).fetchall()
+        if not rows:
+            return
+        yield from rows
+        start += PLACEMENT_ROWS
+
+
+def file_path(catalog: Catalog, file_id: int) -> str:
+    """The catalogued path of a store file."""
+    row = catalog.conn.execute("SELECT path FROM files WHERE id = ?", (file_id,)).fetchone()
+    if row is None:
+        raise ExportError(f"store file #{file_id} is not in the catalog")
+    return str(row[0])
 
 
 def iter_aliases(catalog: Catalog) -> Iterator[dict[str, Any]]:
@@ -347,48 +391,45 @@ def iter_aliases(catalog: Catalog) -> Iterator[dict[str, Any]]:
         start += PAGE_ROWS
 
 
-def record_shard(catalog: Catalog, first_seq: int, shard: str, header_length: int) -> None:
-    """Note that a shard starts with record ``first_seq``, after a header of ``header_length`` bytes."""
-    catalog.conn.execute("INSERT OR REPLACE INTO temp.export_shards VALUES (?, ?, ?)",
-                         (first_seq, shard, header_length))
+def record_runs(catalog: Catalog, runs: list[tuple[int, str, int, int]]) -> None:
+    """Note where runs of exported records lie: ``(first seq, shard, offset in the shard, offset in the store
+    file)``. The records after ``first seq`` up to the next run lie as far after it in the shard as in the store."""
+    if runs:
+        catalog.conn.executemany("INSERT OR REPLACE INTO temp.export_runs VALUES (?, ?, ?, ?)", runs)
 
 
-def record_lengths(catalog: Catalog, lengths: list[tuple[int, int]]) -> None:
-    """Note records whose copy is not as long as the stored record (gzipped plain WARC): ``(seq, length)``."""
-    if lengths:
-        catalog.conn.executemany("INSERT OR REPLACE INTO temp.export_lengths VALUES (?, ?)", lengths)
-
-
-# Where each exported record lies: its shard is the last one starting at or before it; its offset is
-# the shard's header plus the copies of the records before it in that shard (stored length, or the
-# noted length of a record gzipped on the way).
-_OFFSETS = """
-WITH placed AS (
-    SELECT d.capture_id, d.seq, coalesce(l.length, c.length) AS length,
-           (SELECT s.first_seq FROM temp.export_shards s WHERE s.first_seq <= d.seq
-            ORDER BY s.first_seq DESC LIMIT 1) AS first_seq
-    FROM temp.export_decided d JOIN captures c ON c.id = d.capture_id
-    LEFT JOIN temp.export_lengths l ON l.seq = d.seq WHERE d.role = 'exported')
-INSERT INTO temp.export_offsets(capture_id, shard, shard_offset)
-SELECT p.capture_id, s.shard, s.header_length + coalesce(sum(p.length) OVER (
-           PARTITION BY p.first_seq ORDER BY p.seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
-FROM placed p JOIN temp.export_shards s ON s.first_seq = p.first_seq
+# Where each exported record lies: in the run starting at or before it (each run's records are one range
+# of sequence numbers), as far after the run's start in the shard as in the store file.
+_SAVE_EXPORTED = """
+WITH runs AS (
+    SELECT first_seq, shard, shard_offset - file_offset AS delta,
+           coalesce(LEAD(first_seq) OVER (ORDER BY first_seq), 9223372036854775807) AS end_seq
+    FROM temp.export_runs)
+INSERT INTO export_captures(export_id, capture_id, role, reason, canonical_id, selected, seq, shard, shard_offset)
+SELECT ?, o.capture_id, 'exported', NULL, o.capture_id, o.selected, o.seq, r.shard, r.delta + o.offset
+FROM runs r JOIN temp.export_order o ON o.seq >= r.first_seq AND o.seq < r.end_seq
 """
 
-_SAVE = """
+# Exported records when no WARC shard was written: no placement.
+_SAVE_UNPLACED = """
 INSERT INTO export_captures(export_id, capture_id, role, reason, canonical_id, selected, seq, shard, shard_offset)
-SELECT ?, d.capture_id, d.role, d.reason, d.canonical, d.selected, d.seq, o.shard, o.shard_offset
-FROM temp.export_decided d LEFT JOIN temp.export_offsets o ON o.capture_id = d.capture_id ORDER BY d.capture_id
+SELECT ?, capture_id, 'exported', NULL, capture_id, selected, seq, NULL, NULL FROM temp.export_order
+"""
+
+_SAVE_OTHERS = """
+INSERT INTO export_captures(export_id, capture_id, role, reason, canonical_id, selected, seq, shard, shard_offset)
+SELECT ?, capture_id, role, reason, canonical, selected, seq, NULL, NULL FROM temp.export_decided
 """
 
 
 def save_captures(catalog: Catalog, export_id: int) -> None:
     """Write the export's captures (roles, reasons, aliases' records, placements) to ``export_captures``."""
+    conn = catalog.conn
     with catalog.transaction():
-        catalog.conn.execute("DELETE FROM export_captures WHERE export_id = ?", (export_id,))
-        catalog.conn.execute("DELETE FROM temp.export_offsets")
-        catalog.conn.execute(_OFFSETS)
-        catalog.conn.execute(_SAVE, (export_id,))
+        conn.execute("DELETE FROM export_captures WHERE export_id = ?", (export_id,))
+        placed = conn.execute("SELECT EXISTS (SELECT 1 FROM temp.export_runs)").fetchone()[0]
+        conn.execute(_SAVE_EXPORTED if placed else _SAVE_UNPLACED, (export_id,))
+        conn.execute(_SAVE_OTHERS, (export_id,))
 
 
 def finish_export(catalog: Catalog, export_id: int, status: str, counts: dict[str, Any] | None = None,

@@ -30,15 +30,17 @@ from .catalog import Catalog
 from .config import DEFAULT_SHARD_SIZE
 from .errors import ConfigError, ExportError
 from .export import (
+    PAGE_ROWS,
     ExportSpec,
     PlanCounts,
+    file_path,
     finish_export,
     iter_aliases,
     iter_exported,
+    iter_placements,
     pending_publication,
     plan_export,
-    record_lengths,
-    record_shard,
+    record_runs,
     roomy_cache,
     save_captures,
     start_export,
@@ -302,53 +304,48 @@ def build_package(workspace: Workspace, catalog: Catalog, spec: ExportSpec, crea
     def header(filename: str, index: int) -> bytes:
         return warcinfo_record(filename, created, [*info_fields, ("archivekeeper-shard", str(index))], seed=seed)
 
-    shards = ShardWriter(root, WARC_DIR, spec.name, options.shard_size, header, sources) if "warc" in formats else None
+    log = _CatalogPlacements(catalog, progress)
+    shards = ShardWriter(root, WARC_DIR, spec.name, options.shard_size, header, sources, log) \
+        if "warc" in formats else None
     text = _TextShards(root, spec.name, formats) if {"jsonl", "parquet"} & set(formats) else None
     pipeline = DocumentPipeline(options.jobs) if text is not None else None
     routes: deque[int] = deque()
-    lengths: list[tuple[int, int]] = []  # records whose copy differs in length (plain WARC, gzipped)
-    last: tuple[int, int, int, int] | None = None  # seq, shard index, offset, stored length of the previous record
     virtual_index, virtual_size = 0, 0
     resolved: dict[str, Path] = {}
     progress("total", counts.exported_bytes)
     try:
-        for item in iter_exported(catalog):
-            record = item.record
-            path = resolved.get(record.warc_file)
-            if path is None:
-                path = resolved[record.warc_file] = workspace.resolve(record.warc_file)
-            shard_path: str | None = None
-            offset: int | None = None
-            if shards is not None:
-                shard_path, offset = shards.add(path, record.offset, record.length)
-                index = shards.index
-                if last is None or last[1] != index:
-                    record_shard(catalog, item.seq, shard_path, offset)
-                elif offset - last[2] != last[3]:
-                    lengths.append((last[0], offset - last[2]))
-                last = (item.seq, index, offset, record.length)
-            else:
-                if virtual_size and virtual_size + record.length > options.shard_size:
-                    virtual_index, virtual_size = virtual_index + 1, 0
-                virtual_size += record.length
-                index = virtual_index
-            if len(lengths) >= 2000:
-                record_lengths(catalog, lengths)
-                lengths = []
-            if text is not None and pipeline is not None and is_document(record.mime, record.status):
-                routes.append(index)
-                meta = {"id": record.record_key, "url": record.url, "capture_time": record.capture_time,
-                        "digest": record.digest, "mime": record.mime, "status": record.status,
-                        "warc_record_id": record.record_id, "warc_shard": shard_path, "warc_offset": offset,
-                        "source": record.source}
-                for row in pipeline.submit(str(path), record.offset, meta):
+        if text is None and shards is not None:  # WARC only: no per-record work beyond the copy
+            shards.add_rows(iter_placements(catalog), _path_resolver(workspace, catalog))
+        else:
+            for item in iter_exported(catalog):
+                record = item.record
+                path = resolved.get(record.warc_file)
+                if path is None:
+                    path = resolved[record.warc_file] = workspace.resolve(record.warc_file)
+                shard_path: str | None = None
+                offset: int | None = None
+                if shards is not None:
+                    shard_path, offset = shards.add(item.seq, path, record.offset, record.length)
+                    index = shards.index
+                else:
+                    if virtual_size and virtual_size + record.length > options.shard_size:
+                        virtual_index, virtual_size = virtual_index + 1, 0
+                    virtual_size += record.length
+                    index = virtual_index
+                if text is not None and pipeline is not None and is_document(record.mime, record.status):
+                    routes.append(index)
+                    meta = {"id": record.record_key, "url": record.url, "capture_time": record.capture_time,
+                            "digest": record.digest, "mime": record.mime, "status": record.status,
+                            "warc_record_id": record.record_id, "warc_shard": shard_path, "warc_offset": offset,
+                            "source": record.source}
+                    for row in pipeline.submit(str(path), record.offset, meta):
+                        text.write(row, routes.popleft())
+                progress("advance", record.length)
+            if text is not None and pipeline is not None:
+                for row in pipeline.finish():
                     text.write(row, routes.popleft())
-            progress("advance", record.length)
-        if text is not None and pipeline is not None:
-            for row in pipeline.finish():
-                text.write(row, routes.popleft())
-        record_lengths(catalog, lengths)
         files = shards.close() if shards is not None else []
+        log.flush()
     except BaseException:
         if shards is not None:
             shards.abort()
@@ -383,6 +380,39 @@ def build_package(workspace: Workspace, catalog: Catalog, spec: ExportSpec, crea
                                     f"see {MANIFEST_JSON}"}
     bagit.write_bag(root, payload, info, [manifest_entry])
     return manifest, files
+
+
+class _CatalogPlacements:
+    """Notes runs of placed records (in batches) in the catalog's temp tables; reports bytes done."""
+
+    def __init__(self, catalog: Catalog, progress: Reporter) -> None:
+        self.catalog = catalog
+        self.progress = progress
+        self.runs: list[tuple[int, str, int, int]] = []
+
+    def run(self, first_seq: int, relpath: str, shard_offset: int, file_offset: int) -> None:
+        self.runs.append((first_seq, relpath, shard_offset, file_offset))
+        if len(self.runs) >= PAGE_ROWS:
+            self.flush()
+
+    def advance(self, amount: int) -> None:
+        self.progress("advance", amount)
+
+    def flush(self) -> None:
+        record_runs(self.catalog, self.runs)
+        self.runs = []
+
+
+def _path_resolver(workspace: Workspace, catalog: Catalog) -> Callable[[int], Path]:
+    resolved: dict[int, Path] = {}
+
+    def path_of(file_id: int) -> Path:
+        path = resolved.get(file_id)
+        if path is None:
+            path = resolved[file_id] = workspace.resolve(file_path(catalog, file_id))
+        return path
+
+    return path_of
 
 
 def _write_aliases(catalog: Catalog, root: Path) -> DataFile:

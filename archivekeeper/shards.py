@@ -6,9 +6,9 @@ verbatim (original WARC-Record-ID, headers, digests and compression intact). A r
 ``.warc`` file is gzipped into a member of its own (mtime 0, no file name), so every shard stays a
 per-record-gzip ``.warc.gz`` whose uncompressed bytes are the stored bytes.
 
-Bytes are read with ``preadv`` straight into fixed blocks from source files kept open; a writer
-thread hashes (SHA-256) and writes full blocks meanwhile: one pass, flat memory, no shard ever in
-memory.
+Bytes are read with ``preadv`` straight into fixed blocks from source files kept open; records that
+lie back to back in a gzipped store file are read together. One thread hashes (SHA-256) and another
+writes each full block meanwhile: one pass, flat memory, no shard ever in memory.
 A new shard starts before a record when the current one holds records and the record's stored
 length would take it past ``shard_size``.
 """
@@ -22,17 +22,17 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ExportError, StoreError
 from .warcreader import sniff
 
 COPY_CHUNK = 1 << 20
-WRITE_BLOCK = 4 << 20
-BLOCKS = 3
+WRITE_BLOCK = 1 << 20  # read, hashed and written while still in the CPU cache
+BLOCKS = 4
 RUN_LIMIT = 8 << 20
 OPEN_FILES = 64
 GZIP_LEVEL = 6
@@ -54,9 +54,10 @@ class DataFile:
 class HashingFile:
     """A write-only file that hashes (SHA-256) and counts every byte; ``close`` fsyncs.
 
-    Bytes are gathered in fixed blocks; a writer thread hashes and writes each full block (both
-    release the GIL), so reading the next records overlaps hashing and writing the previous ones.
-    Three blocks circulate: memory stays flat whatever the file size.
+    Bytes are gathered in fixed blocks. Each full block is hashed by one thread while another writes
+    it (hashing, writing and ``preadv`` all release the GIL), so reading the next records, hashing
+    and writing overlap: one pass over the bytes. At most four blocks circulate: memory stays flat
+    whatever the file size.
     """
 
     def __init__(self, path: Path) -> None:
@@ -68,39 +69,69 @@ class HashingFile:
         self._sha256 = hashlib.sha256()
         self.size = 0
         self._free: queue.Queue[bytearray] = queue.Queue()
-        for _ in range(BLOCKS):
-            self._free.put(bytearray(WRITE_BLOCK))
+        self._blocks = 1  # allocated on demand, up to BLOCKS: a small file needs one
         self._full: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
-        self._block = self._free.get()
+        self._writes: queue.Queue[tuple[memoryview, threading.Event] | None] = queue.Queue()
+        self._block = bytearray(WRITE_BLOCK)
         self._fill = 0
         self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._drain, name="shard-writer", daemon=True)
-        self._thread.start()
+        # started with the first full block: a file of one block is hashed and written at close
+        self._hasher = threading.Thread(target=self._hash_blocks, name="shard-hasher", daemon=True)
+        self._writer = threading.Thread(target=self._write_blocks, name="shard-writer", daemon=True)
 
-    def _drain(self) -> None:
+    def _hash_blocks(self) -> None:
+        """Hash each full block while the writer thread writes it; free the block when both are done."""
         while (item := self._full.get()) is not None:
             block, count = item
+            written = threading.Event()
+            with memoryview(block) as whole, whole[:count] as view:
+                self._writes.put((view, written))
+                self._sha256.update(view)
+                written.wait()
+            self._free.put(block)
+        self._writes.put(None)
+
+    def _write_blocks(self) -> None:
+        while (item := self._writes.get()) is not None:
+            view, written = item
             try:
-                if self._error is None:
-                    with memoryview(block) as whole, whole[:count] as view:
-                        self._sha256.update(view)
-                        written = 0
-                        while written < count:
-                            written += os.write(self._fd, view[written:])
-            except OSError as exc:
-                self._error = exc
+                self._write_all(view)
             finally:
-                self._free.put(block)
+                written.set()
+
+    def _write_all(self, view: memoryview) -> None:
+        """Write the bytes unless an earlier write failed; note the first error."""
+        try:
+            if self._error is None:
+                done = 0
+                while done < len(view):
+                    done += os.write(self._fd, view[done:])
+        except OSError as exc:
+            self._error = exc
 
     def _raise_error(self) -> None:
         if self._error is not None:
             raise StoreError(f"cannot write {self.path}: {self._error.strerror or self._error}",
                              path=self.path) from None
 
-    def _hand_off(self) -> None:
+    def _hand_off(self, last: bool = False) -> None:
         self._raise_error()
+        if last and not self._hasher.is_alive():
+            with memoryview(self._block) as whole, whole[:self._fill] as view:
+                self._sha256.update(view)
+                self._write_all(view)
+            return
+        if not self._hasher.is_alive():
+            self._hasher.start()
+            self._writer.start()
         self._full.put((self._block, self._fill))
-        self._block = self._free.get()
+        if last:
+            return
+        if self._free.empty() and self._blocks < BLOCKS:
+            self._blocks += 1
+            self._block = bytearray(WRITE_BLOCK)
+        else:
+            self._block = self._free.get()
         self._fill = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -145,20 +176,26 @@ class HashingFile:
         if self._fd >= 0:
             try:
                 if self._fill:
-                    self._hand_off()
-                self._full.put(None)
-                self._thread.join()
+                    self._hand_off(last=True)
+                self._stop()
                 self._raise_error()
                 os.fsync(self._fd)
             finally:
+                self._stop()
                 os.close(self._fd)
                 self._fd = -1
         return self.size, self._sha256.hexdigest()
 
+    def _stop(self) -> None:
+        """Let both threads finish the blocks handed off, then end (once)."""
+        if self._hasher.is_alive():
+            self._full.put(None)
+            self._hasher.join()
+            self._writer.join()
+
     def abort(self) -> None:
         if self._fd >= 0:
-            self._full.put(None)
-            self._thread.join()
+            self._stop()
             os.close(self._fd)
             self._fd = -1
 
@@ -247,22 +284,34 @@ def copy_record(out: HashingFile, fd: int, gzipped: bool, offset: int, length: i
     out.write(deflater.flush())
 
 
+class Placements(Protocol):
+    """Where a :class:`ShardWriter` put records, told in runs (see :meth:`ShardWriter.add`), and bytes done."""
+
+    def run(self, first_seq: int, relpath: str, shard_offset: int, file_offset: int) -> None: ...
+
+    def advance(self, amount: int) -> None: ...
+
+
 class ShardWriter:
     """Writes records into ``<dir>/<name>-NNNNN.warc.gz`` shards, each headed by a warcinfo record.
 
-    ``header(filename, index)`` returns the gzipped warcinfo record of a shard. ``add`` returns the
-    shard's path relative to ``bag_root`` and the record's offset in it. Records that lie back to
-    back in a gzipped store file are read together, in runs of up to :data:`RUN_LIMIT` bytes.
+    ``header(filename, index)`` returns the gzipped warcinfo record of a shard. Records that lie back
+    to back in a gzipped store file are read together, in runs of up to :data:`RUN_LIMIT` bytes.
+    Where records went is told to ``log`` in runs: a record whose place in the shard is as far after
+    the previous run's start as its place in the store file adds nothing (so a whole store file copied
+    into one shard is one run); a new shard, another file, a gap or a record gzipped on the way starts
+    a new run.
     """
 
     def __init__(self, bag_root: Path, subdir: str, name: str, shard_size: int,
-                 header: Callable[[str, int], bytes], sources: SourceFiles) -> None:
+                 header: Callable[[str, int], bytes], sources: SourceFiles, log: Placements) -> None:
         self.bag_root = bag_root
         self.subdir = subdir
         self.name = name
         self.shard_size = shard_size
         self.header = header
         self.sources = sources
+        self.log = log
         self.files: list[DataFile] = []
         self.index = -1
         self._out: HashingFile | None = None
@@ -270,14 +319,47 @@ class ShardWriter:
         self._records = 0
         self._size = 0  # of the shard, counting the run not read yet
         self._run: list[Any] = []  # [fd, path, start offset, length] of contiguous gzipped records
+        self._placed: tuple[Path | None, int] = (None, 0)  # store file, shard minus file offset of the run
         (bag_root / subdir).mkdir(parents=True, exist_ok=True)
 
-    def add(self, path: Path, offset: int, length: int) -> tuple[str, int]:
+    def add(self, seq: int, path: Path, offset: int, length: int) -> tuple[str, int]:
+        """Add record ``seq``; returns the shard's path relative to ``bag_root`` and the record's offset in it."""
         fd, gzipped = self.sources.get(path)
+        start = self._add(seq, fd, gzipped, path, offset, length)
+        return self._relpath, start
+
+    def add_rows(self, rows: Iterable[tuple[int, int, int, int]], path_of: Callable[[int], Path]) -> None:
+        """Add records given as ``(seq, file id, offset, length)`` in export order (as :meth:`add` would)."""
+        file_id, fd, gzipped, path, pending = -1, -1, False, Path(), 0
+        limit = min(self.shard_size, RUN_LIMIT)
+        for seq, row_file, offset, length in rows:
+            if row_file != file_id:
+                file_id, path = row_file, path_of(row_file)
+                fd, gzipped = self.sources.get(path)
+            run = self._run
+            if (run and run[0] == fd and run[2] + run[3] == offset and run[3] + length <= limit
+                    and self._size + length <= self.shard_size):
+                # the next record of a gzipped run in this shard, same place relative to the run: _add's work
+                run[3] += length
+                self._size += length
+                self._records += 1
+            else:
+                self._add(seq, fd, gzipped, path, offset, length)
+            pending += length
+            if pending >= RUN_LIMIT:
+                self.log.advance(pending)
+                pending = 0
+        self.log.advance(pending)
+
+    def _add(self, seq: int, fd: int, gzipped: bool, path: Path, offset: int, length: int) -> int:
+        """Append one record (in a new shard if it would overflow this one); returns its offset in the shard."""
         if self._out is None or (self._records and self._size + length > self.shard_size):
             self._roll()
         assert self._out is not None
         start = self._size
+        if self._placed != (path, start - offset):
+            self._placed = (path, start - offset)
+            self.log.run(seq, self._relpath, start, offset)
         self._records += 1
         run = self._run
         if gzipped:
@@ -291,7 +373,8 @@ class ShardWriter:
             self._flush_run()
             copy_record(self._out, fd, False, offset, length, path)
             self._size = self._out.size
-        return self._relpath, start
+            self._placed = (None, 0)  # the next record starts a run
+        return start
 
     def _flush_run(self) -> None:
         if self._run:
@@ -309,6 +392,7 @@ class ShardWriter:
         self._out.write(self.header(filename, self.index))
         self._size = self._out.size
         self._records = 0
+        self._placed = (None, 0)
 
     def _finish(self) -> None:
         if self._out is not None:

@@ -100,6 +100,7 @@ class SyncJob:
         self.replan = replan
         self.mismatch_retries = mismatch_retries
         self.size_limit = size_limit
+        self._warcinfo_id: Callable[[], str | None] = lambda: None  # the store's, once fetching starts
         ensure_tables(catalog)
         self.job_id = self._job_row()
 
@@ -189,6 +190,7 @@ class SyncJob:
                                          "('pending', 'failed')", (self.job_id,)).fetchone()[0]
         self.progress("total", int(todo))
         counts: Counter[str] = Counter()
+        self._warcinfo_id = lambda: store.warcinfo_id
         batch = _Batch()
         window = max(2, 2 * self.source.settings.concurrency)
         pool = ThreadPoolExecutor(max_workers=self.source.settings.concurrency, thread_name_prefix="sync")
@@ -241,7 +243,8 @@ class SyncJob:
                 if fetched.verification != MISMATCH or outcome.drift or outcome.attempts > self.mismatch_retries:
                     outcome.fetched = fetched
                     if self._storable(outcome.served, outcome.drift, fetched):
-                        outcome.prepared = prepare(self.source.name, fetched, planned.cdx, outcome.drift)
+                        outcome.prepared = prepare(self.source.name, fetched, planned.cdx, outcome.drift,
+                                                   self._warcinfo_id())
                     fetched.close()
                     return outcome
                 fetched.close()

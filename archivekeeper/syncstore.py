@@ -3,7 +3,10 @@
 Replays become a ``response`` record rebuilt from the archive's answer (WARC-Target-URI the
 original URL, WARC-Date the proven capture time, the origin's status line and headers, the body as
 received) followed by a ``metadata`` record (``WARC-Concurrent-To`` the response) holding the CDX
-line and the fetch details. Ranged records are written verbatim, also followed by a metadata record.
+line and the fetch details. Ranged WARC records are written verbatim (byte for byte: their headers are
+the archive's, so they name no warcinfo of ours), also followed by a metadata record. A ranged ARC
+record becomes a ``response`` record of ours whose block is the ARC block as stored. Every record of
+ours names its file's warcinfo record (``WARC-Warcinfo-ID``).
 
 :func:`prepare` runs in the worker that fetched the capture and does the costly part (serializing
 and compressing the records); :func:`store_prepared` runs in the one writer and only appends.
@@ -25,7 +28,8 @@ from .sources import Fetched
 from .sources.records import compress_member
 from .surt import surt
 from .timestamps import to_iso, to_timestamp
-from .warcstore import Serialized, WarcStore, record_id_for, serialize_response, serialize_verbatim
+from .warcrecords import Serialized, record_id_for, serialize_block, serialize_response, serialize_verbatim
+from .warcstore import WarcStore
 
 
 @dataclass
@@ -55,8 +59,9 @@ def _mime(fetched: Fetched) -> str | None:
     return None if mime in (None, "warc/revisit") else mime
 
 
-def prepare(source: str, fetched: Fetched, cdx: str, drift: int) -> Prepared:
-    """In a worker: build the records of ``fetched`` (its body is consumed) and its catalog row."""
+def prepare(source: str, fetched: Fetched, cdx: str, drift: int, warcinfo_id: str | None = None) -> Prepared:
+    """In a worker: build the records of ``fetched`` (its body is consumed) and its catalog row;
+    ``warcinfo_id`` names the warcinfo record of the file they are meant for."""
     capture = fetched.capture
     capture_time = to_iso(fetched.capture_time)
     verbatim = fetched.kind == "record"
@@ -77,9 +82,20 @@ def prepare(source: str, fetched: Fetched, cdx: str, drift: int) -> Prepared:
         fetched.body.seek(0)
         member = fetched.body if head == b"\x1f\x8b" else compress_member(fetched.body)
         records = serialize_verbatim(member=member, uri=uri, capture_time=capture_time, record_id=record_id,
-                                     metadata=metadata)
+                                     metadata=metadata, warcinfo_id=warcinfo_id)
         if member is not fetched.body:
             member.close()
+    elif fetched.arc is not None:
+        uri = fetched.target_uri
+        record_id = record_id_for(source, uri, capture_time, fetched.payload_sha1)
+        key = make_record_key(record_id, uri, capture_time, fetched.record_type, fetched.payload_sha1)
+        content_type = ("application/http; msgtype=response" if fetched.arc.http
+                        else fetched.arc.mime or "application/octet-stream")
+        records = serialize_block(uri=uri, capture_time=capture_time, record_id=record_id,
+                                  record_type=fetched.record_type, content_type=content_type, block=fetched.body,
+                                  block_size=fetched.body_size, block_sha1=fetched.arc.block_sha1,
+                                  payload_sha1=fetched.payload_sha1, ip_address=fetched.arc.ip_address,
+                                  metadata=metadata, warcinfo_id=warcinfo_id)
     else:
         uri = capture.url
         record_id = record_id_for(source, uri, capture_time, fetched.payload_sha1)
@@ -87,7 +103,7 @@ def prepare(source: str, fetched: Fetched, cdx: str, drift: int) -> Prepared:
         records = serialize_response(uri=uri, capture_time=capture_time, record_id=record_id, status=fetched.status,
                                      reason=fetched.reason, headers=fetched.http_headers, body=fetched.body,
                                      body_size=fetched.body_size, payload_sha1=fetched.payload_sha1,
-                                     metadata=metadata)
+                                     metadata=metadata, warcinfo_id=warcinfo_id)
     try:
         urlkey = surt(uri)
     except ArchiveKeeperError:
@@ -97,7 +113,8 @@ def prepare(source: str, fetched: Fetched, cdx: str, drift: int) -> Prepared:
         record_key=key, url=uri, urlkey=urlkey, timestamp=to_timestamp(fetched.capture_time),
         capture_time=capture_time, year=fetched.capture_time.year, pre_cutoff=False, status=fetched.status,
         mime=_mime(fetched), digest=capture.digest or fetched.claimed_digest, payload_sha1=fetched.payload_sha1,
-        record_type=fetched.record_type if verbatim else "response", record_id=record_id, warc_file="", offset=0,
+        record_type=fetched.record_type if verbatim or fetched.arc else "response", record_id=record_id,
+        warc_file="", offset=0,
         length=0, source=source, verification=fetched.verification,
         verification_reason=fetched.verification_reason,
         refers_to_url=fetched.details.get("refers_to_url") if resolved else None,

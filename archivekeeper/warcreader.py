@@ -1,11 +1,14 @@
 """Stream the records of one WARC or ARC file into catalog records, hashing as it reads.
 
 WARC files are parsed with FastWARC (several times faster than warcio), ARC files with warcio
-(FastWARC does not read ARC). While parsing we check every payload's SHA-1 (FastWARC hashes it in
-Rust; a payload that does not match its WARC-Payload-Digest is read again to learn its SHA-1) and
-the file's framing: per-record gzip, no truncated tail, no trailing garbage. The SHA-256 of the
-whole file is computed in the same pass, or left to the caller (the importer hashes each file in
-another process, beside the parser). Payloads are read in chunks and never held whole in memory.
+(FastWARC does not read ARC; :mod:`.arcreader`). While parsing we check every payload's SHA-1 (FastWARC
+hashes it in Rust; a payload that does not match its WARC-Payload-Digest is read again to learn its
+SHA-1), every block against its WARC-Block-Digest (which alone covers a response's HTTP headers: a block
+up to :data:`FREEZE_MAX` is held once so both digests come from one read, a bigger one is read again)
+and the file's framing: per-record gzip, no truncated tail, no trailing garbage. A block that does not
+match makes the record a ``mismatch``. The SHA-256 of the whole file is computed in the same pass, or
+left to the caller (the importer hashes each file in another process, beside the parser). Payloads are
+read in chunks and never held whole in memory beyond that.
 
 Scanning is two halves: :func:`scan_raw` parses (what the importer's workers run) and
 :func:`build_row` turns what was read into a catalog row (what its main process runs).
@@ -13,6 +16,8 @@ Scanning is two halves: :func:`scan_raw` parses (what the importer's workers run
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 import zlib
@@ -36,6 +41,11 @@ FILE_HASH_CHUNK = 1 << 20
 # payloads of one file that may fail FastWARC's digest check (each then read again) before the
 # rest of the file is hashed in Python instead
 RUST_DIGEST_MISSES = 16
+# a block up to this size is held in memory once (FastWARC freezes it), so that its WARC-Block-Digest and
+# its payload digest are both checked from one read; a larger block's digest is checked by reading it again
+FREEZE_MAX = 8 << 20
+# WARC-Block-Digest algorithms checked (any other is left unchecked), with their digest sizes
+BLOCK_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha512": 64, "md5": 16}
 # FastWARC record type bits (WarcRecordType)
 _TYPE_NAMES = {2: "warcinfo", 4: "response", 8: "resource", 16: "request", 32: "metadata", 64: "revisit",
                128: "conversion", 256: "continuation"}
@@ -46,7 +56,8 @@ _TERMINATOR = 4
 # What the parser read of one catalogued record, nothing derived yet (see build_row):
 # (offset, length, record_type, url, warc_date, record_id, status, content_type, claimed digest
 #  (normalized), computed payload SHA-1, refers_to_url, refers_to_date, file_key (ARC: its offset),
-#  damage (why the record's bytes are known incomplete, or None))
+#  damage (why the record's bytes are known incomplete, or None), block_fault (why the block does not match
+#  its WARC-Block-Digest, or None))
 RawRecord = tuple[Any, ...]
 # CatalogRecord fields in row order (None: pre_cutoff and file_id, which a row holds instead)
 _RECORD_FIELDS = ("record_key", "url", "urlkey", "timestamp", "capture_time", "year", None, "status", "mime",
@@ -100,16 +111,20 @@ class ScanResult:
 
 
 def _verification(record_type: str, claimed: str | None, computed: str | None,
-                  block_claim: str | None = None, block_computed: str | None = None) -> tuple[str, str | None]:
+                  block_fault: str | None = None) -> tuple[str, str | None]:
     if record_type == "revisit":
         return UNVERIFIABLE, "revisit: the payload is held by the original capture"
-    if claimed is not None:
-        if not claimed.startswith("sha1:"):
-            return UNVERIFIABLE, f"unsupported digest algorithm {claimed.split(':')[0]}"
-        if claimed == computed:
-            return VERIFIED, None
-        return MISMATCH, f"payload {computed} does not match WARC-Payload-Digest {claimed}"
-    return UNVERIFIABLE, "no WARC-Payload-Digest in the record"
+    if claimed is None:
+        state, reason = UNVERIFIABLE, "no WARC-Payload-Digest in the record"
+    elif not claimed.startswith("sha1:"):
+        state, reason = UNVERIFIABLE, f"unsupported digest algorithm {claimed.split(':')[0]}"
+    elif claimed == computed:
+        state, reason = VERIFIED, None
+    else:
+        state, reason = MISMATCH, f"payload {computed} does not match WARC-Payload-Digest {claimed}"
+    if block_fault is None:
+        return state, reason
+    return MISMATCH, block_fault if reason is None else f"{reason}; {block_fault}"
 
 
 def _mime(content_type: str | None) -> str | None:
@@ -204,7 +219,9 @@ def scan_raw(path: Path, *, result: ScanResult | None = None, hash_file: bool = 
     result = result if result is not None else ScanResult()
     fmt = sniff(path)
     if fmt.kind == "arc":
-        yield from _scan_arc(path, result)
+        from .arcreader import scan_arc  # arcreader builds on this module
+
+        yield from scan_arc(path, fmt.gzipped, result)
     else:
         yield from _scan_warc(path, fmt, result, hash_file)
 
@@ -213,7 +230,7 @@ def build_row(raw: RawRecord, *, source: str, path: Path, file_id: int = 0,
               cutoff_iso: str | None = None) -> tuple[Any, ...]:
     """The catalog row of one :data:`RawRecord`; :class:`InputFileError` for a record-level fault."""
     (offset, length, record_type, url, warc_date, record_id, status, content_type, claimed, computed,
-     refers_to_url, refers_to_date, file_key, damage) = raw
+     refers_to_url, refers_to_date, file_key, damage, block_fault) = raw
     if not url:
         raise InputFileError("record has no WARC-Target-URI", path=path, offset=offset)
     url = url.strip().strip("<>")
@@ -238,7 +255,7 @@ def build_row(raw: RawRecord, *, source: str, path: Path, file_id: int = 0,
         except ArchiveKeeperError as exc:
             raise InputFileError(str(exc), path=path, offset=offset) from None
         raise
-    verification, reason = _verification(record_type, claimed, computed)
+    verification, reason = _verification(record_type, claimed, computed, block_fault)
     if damage:  # incomplete or mis-framed bytes are never verified; a mismatch stays a mismatch
         verification, reason = (MISMATCH, f"{reason}; {damage}") if verification == MISMATCH else (UNVERIFIABLE, damage)
     digest = claimed or computed
@@ -257,7 +274,8 @@ def _scan_warc(path: Path, fmt: FileFormat, result: ScanResult, hash_file: bool)
     misses = [0]
     with open(path, "rb") as raw, open(path, "rb") as probe:
         reader: BinaryIO | HashingReader = HashingReader(raw) if hash_file else raw
-        iterator = FastArchiveIterator(cast(BinaryIO, reader), parse_http=True, auto_decode="none",
+        # HTTP headers are parsed per record (_raw_from_fastwarc), after the block digest is checked
+        iterator = FastArchiveIterator(cast(BinaryIO, reader), parse_http=False, auto_decode="none",
                                        quirks_mode=True)
         try:
             for record in iterator:
@@ -365,8 +383,11 @@ def _raw_from_fastwarc(record: Any, record_type: str, pos: int, path: Path, miss
 
     ``misses[0]`` counts this file's payloads that did not match their digest so far."""
     headers = record.headers
+    block_claim = None if record_type == "revisit" else headers.get(_H.WARC_BLOCK_DIGEST)  # as warcio: not revisits
+    block_ok = _check_block_first(record, block_claim)
     status: int | None = None
     if record.is_http:
+        record.parse_http(auto_decode="none", quirks_mode=True)
         http = record.http_headers
         status = http.status_code or None
         content_type = http.get("Content-Type")
@@ -385,13 +406,97 @@ def _raw_from_fastwarc(record: Any, record_type: str, pos: int, path: Path, miss
                 misses[0] += 1
                 computed = _payload_sha1_at(path, pos)
         else:
-            computed = _payload_sha1(record.reader.read)
+            computed = payload_sha1(record.reader.read)
+    block_fault = None
+    if block_claim is not None and not block_ok:
+        block_fault = _block_fault(block_claim, block_ok, None if record.is_http else computed, path, pos)
     return [pos, 0, record_type, headers.get(_H.WARC_TARGET_URI), headers.get(_H.WARC_DATE),
             headers.get(_H.WARC_RECORD_ID), status, content_type, claimed, computed,
-            headers.get(_H.WARC_REFERS_TO_TARGET_URI), headers.get(_H.WARC_REFERS_TO_DATE), None, None]
+            headers.get(_H.WARC_REFERS_TO_TARGET_URI), headers.get(_H.WARC_REFERS_TO_DATE), None, None, block_fault]
 
 
-def _payload_sha1(read: Any) -> str:
+BlockClaim = tuple[str, bytes | None, str]  # (algorithm, raw digest or None if it does not decode, as written)
+
+
+def parse_block_digest(value: str | None) -> BlockClaim | None:
+    """A ``WARC-Block-Digest`` (``algo:value``, base32 or base16 in any case, padded or not) as a
+    :data:`BlockClaim`; None when absent or of an algorithm not in :data:`BLOCK_DIGEST_SIZES`."""
+    if value is None or not value.strip():
+        return None
+    written = value.strip()
+    algo, _, text = written.partition(":")
+    algo = algo.strip().lower().replace("-", "")
+    size = BLOCK_DIGEST_SIZES.get(algo)
+    if size is None:
+        return None
+    text = text.strip()
+    raw: bytes | None = None
+    try:
+        if len(text) == 2 * size:
+            raw = binascii.unhexlify(text)
+        else:
+            raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        raw = None
+    return algo, raw if raw is not None and len(raw) == size else None, written[:120]
+
+
+def _check_block_first(record: Any, block_claim: str | None) -> bool | None:
+    """Check the block digest of an HTTP record small enough to hold, before its HTTP headers are parsed:
+    FastWARC freezes the block, so the payload is then read from memory (one read, both hashed in Rust).
+    None when left for :func:`_block_fault` (no claim, not HTTP, too big to hold, or not a digest)."""
+    if block_claim is None or not record.is_http or record.content_length > FREEZE_MAX:
+        return None
+    if record.verify_block_digest(consume=False):
+        return True
+    claim = parse_block_digest(block_claim)  # a form FastWARC does not read (lower-case base32, "sha-1")?
+    if claim is None or claim[1] is None:
+        return None
+    record.headers.set(_H.WARC_BLOCK_DIGEST, f"{claim[0]}:{claim[1].hex()}")
+    return bool(record.verify_block_digest(consume=False))
+
+
+def _block_fault(block_claim: str, checked: bool | None, payload_sha1: str | None, path: Path,
+                 offset: int) -> str | None:
+    """Why the block does not match its WARC-Block-Digest, or None (it matches, or its algorithm is not
+    one we check). ``payload_sha1``: the block's SHA-1 when block and payload are the same bytes (not
+    HTTP); with neither that nor ``checked``, the block is read again (a big HTTP record). A mismatch is
+    read again to name the block's real digest."""
+    claim = parse_block_digest(block_claim)
+    if claim is None:
+        return None
+    algo, raw, written = claim
+    if raw is None:
+        return f"WARC-Block-Digest {written} is not a {algo} digest"
+    if checked is None and algo == "sha1" and payload_sha1 is not None:
+        checked = payload_sha1 == format_sha1(raw)
+    actual = None
+    if checked is None:
+        actual = _block_digest_at(path, offset, algo)
+        checked = actual == raw
+    if checked:
+        return None
+    actual = actual if actual is not None else _block_digest_at(path, offset, algo)
+    return f"block {algo}:{base64.b32encode(actual).decode('ascii')} does not match WARC-Block-Digest {written}"
+
+
+def _block_digest_at(path: Path, offset: int, algo: str) -> bytes:
+    """The ``algo`` digest of the block of the record at ``offset``, read again (b"" if unreadable)."""
+    digest = hashlib.new(algo)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            for record in FastArchiveIterator(handle, parse_http=False, auto_decode="none", quirks_mode=True):
+                while chunk := record.reader.read(READ_CHUNK):
+                    digest.update(chunk)
+                return digest.digest()
+    except OSError:
+        pass
+    return b""
+
+
+def payload_sha1(read: Any) -> str:
+    """``sha1:BASE32`` of everything ``read(size)`` returns until it returns nothing."""
     sha1 = hashlib.sha1()
     while chunk := read(READ_CHUNK):
         sha1.update(chunk)
@@ -404,43 +509,6 @@ def _payload_sha1_at(path: Path, offset: int) -> str:
     for chunk in read_payload(path, offset, decode=False):
         sha1.update(chunk)
     return format_sha1(sha1.digest())
-
-
-def _scan_arc(path: Path, result: ScanResult) -> Iterator[RawRecord]:
-    from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
-
-    with open(path, "rb") as raw:
-        reader = HashingReader(raw)
-        iterator = ArchiveIterator(reader, arc2warc=True, check_digests=False)
-        offset = 0
-        try:
-            for record in iterator:
-                result.records_seen += 1
-                record_type = record.rec_type
-                item: list[Any] | None = None
-                if record_type in CATALOGUED_TYPES:
-                    computed = _payload_sha1(record.raw_stream.read)
-                    iterator.read_to_end()  # warcio knows the offset only once the record is read
-                    offset = iterator.get_record_offset()
-                    status_line = record.http_headers.get_statuscode() if record.http_headers else None
-                    status = int(status_line) if status_line and status_line.isdigit() else None
-                    ctype = record.http_headers.get_header("Content-Type") if record.http_headers else None
-                    item = [offset, 0, record_type, record.rec_headers.get_header("WARC-Target-URI"),
-                            record.rec_headers.get_header("WARC-Date"), None, status,
-                            ctype or record.rec_headers.get_header("Content-Type"), None, computed, None, None,
-                            str(offset), None]
-                iterator.read_to_end()
-                offset = iterator.get_record_offset()
-                if item is not None:
-                    item[1] = iterator.get_record_length()
-                    yield tuple(item)
-        except (ArchiveLoadFailed, ValueError, EOFError, OSError, zlib.error) as exc:
-            raise InputFileError(f"cannot parse ARC: {exc}", path=path, offset=offset) from None
-        while reader.read(READ_CHUNK):
-            pass
-    result.size = reader.bytes_read
-    result.sha256 = reader.sha256.hexdigest()
 
 
 def read_payload(path: Path, offset: int, *, decode: bool = True) -> Iterator[bytes]:

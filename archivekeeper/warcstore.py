@@ -3,7 +3,8 @@
 * Files live in ``store/sync/`` and are named ``ak-<source>-<UTC time>-<pid>-<serial>.warc.gz``;
   while being written they carry an extra ``.open`` suffix. Each starts with a ``warcinfo``
   record (tool, version, source, query) and holds one gzip member per record (warcio
-  ``WARCWriter(gzip=True)``). A file is finished (renamed, hashed, marked ``complete``) once it
+  ``WARCWriter(gzip=True)``); every record of ours names that warcinfo in ``WARC-Warcinfo-ID``
+  (see :mod:`archivekeeper.warcrecords`). A file is finished (renamed, hashed, marked ``complete``) once it
   passes the size limit, at a commit boundary, or when the job ends.
 * The catalog knows a file from the moment it is opened (status ``writing``, ``size`` = the bytes
   whose records are catalogued). The caller writes records, calls :meth:`WarcStore.flush`
@@ -19,31 +20,31 @@ import hashlib
 import json
 import os
 import re
-import tempfile
-import threading
-import uuid
-import zlib
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
-
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from . import __version__
 from .catalog import Catalog
 from .digests import sha256_file
 from .errors import StoreError
-from .http import SPOOL_MAX
 from .timestamps import to_iso
+from .warcrecords import (
+    Serialized,
+    builder,
+    new_record_id,
+    record_id_for,  # noqa: F401 - re-exported
+    retarget,
+    serialize_response,
+    serialize_verbatim,
+    write_record,
+)
 from .workspace import Workspace
 
 STORE_SUBDIR = "sync"
 OPEN_SUFFIX = ".open"
 WRITING = "writing"
 COMPLETE = "complete"
-RECORD_NAMESPACE = uuid.UUID("8a3c3b8e-2f43-4b8a-9a56-6b7a0c7f3d21")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,101 +58,10 @@ class Written:
     record_id: str
 
 
-def record_id_for(*parts: str) -> str:
-    """A deterministic ``<urn:uuid:...>``: fetching the same capture again gives the same id."""
-    return f"<urn:uuid:{uuid.uuid5(RECORD_NAMESPACE, '|'.join(parts))}>"
-
-
 def source_slug(source: str) -> str:
     """``wayback``, or a CDX server URL made file-name safe (``127.0.0.1-8080-coll``)."""
     text = re.sub(r"^[a-z]+://", "", source.lower())
     return re.sub(r"[^a-z0-9.]+", "-", text).strip("-.")[:60] or "source"
-
-
-@dataclass
-class Serialized:
-    """Records ready to append: gzip members back to back, the catalogued record first.
-
-    Built in the worker that fetched the capture (compression is the costly part and zlib runs
-    outside the GIL), appended by the one writer."""
-
-    body: IO[bytes]
-    first_length: int
-    record_id: str
-
-    def close(self) -> None:
-        self.body.close()
-
-
-GZIP_LEVEL = 6
-_WRITERS = threading.local()
-
-
-class _GzipMember:
-    """One gzip member around whatever warcio writes for one record (it calls ``flush`` once, at the
-    end). warcio's own gzip writer is fixed at level 9, which on web pages costs 1.6× the CPU of
-    level 6 for the same size (iana.org and demo pages: 1.32 vs 0.82 ms per 17 KB page, 31.4 vs 31.5 %)."""
-
-    def __init__(self, out: IO[bytes] | _Output) -> None:
-        self.out = out
-        self.deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)
-
-    def write(self, data: bytes) -> None:
-        self.out.write(self.deflate.compress(data))
-
-    def flush(self) -> None:
-        self.out.write(self.deflate.flush())
-
-
-def _write_record(out: IO[bytes] | _Output, record: Any) -> None:
-    """Serialize ``record`` with this thread's WARCWriter as one gzip member appended to ``out``.
-    (One writer per thread: warcio looks up the host name every time a writer is made.)"""
-    writer = _builder()
-    writer.out = _GzipMember(out)
-    writer.write_record(record)
-
-
-def _builder() -> WARCWriter:
-    writer: WARCWriter | None = getattr(_WRITERS, "writer", None)
-    if writer is None:
-        writer = _WRITERS.writer = WARCWriter(None, gzip=False)
-    return writer
-
-
-def _metadata(out: IO[bytes], uri: str, capture_time: str, concurrent_to: str, metadata: dict[str, Any]) -> None:
-    data = json.dumps(metadata, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
-    _write_record(out, _builder().create_warc_record(
-        uri, "metadata", payload=BytesIO(data), length=len(data), warc_content_type="application/json",
-        warc_headers_dict={"WARC-Record-ID": record_id_for(concurrent_to, "metadata"), "WARC-Date": capture_time,
-                           "WARC-Concurrent-To": concurrent_to}))
-
-
-def serialize_response(*, uri: str, capture_time: str, record_id: str, status: int | None, reason: str,
-                       headers: list[tuple[str, str]], body: IO[bytes], body_size: int, payload_sha1: str,
-                       metadata: dict[str, Any]) -> Serialized:
-    """A ``response`` record rebuilt from a replay, then its ``metadata`` record (warcio, gzip)."""
-    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX)  # noqa: SIM115 - closed by Serialized
-    status_line = f"{status if status is not None else 200} {reason}".strip()
-    http_headers = StatusAndHeaders(status_line, headers, protocol="HTTP/1.1")
-    _write_record(out, _builder().create_warc_record(
-        uri, "response", payload=body, length=body_size, http_headers=http_headers,
-        warc_headers_dict={"WARC-Record-ID": record_id, "WARC-Date": capture_time,
-                           "WARC-Payload-Digest": payload_sha1}))
-    first = out.tell()
-    _metadata(out, uri, capture_time, record_id, metadata)
-    return Serialized(out, first, record_id)
-
-
-def serialize_verbatim(*, member: IO[bytes], uri: str, capture_time: str, record_id: str,
-                       metadata: dict[str, Any]) -> Serialized:
-    """A complete record exactly as the archive holds it (one gzip member), then its metadata."""
-    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX)  # noqa: SIM115 - closed by Serialized
-    member.seek(0)
-    while chunk := member.read(1 << 16):
-        out.write(chunk)
-    first = out.tell()
-    _metadata(out, uri, capture_time, record_id, metadata)
-    return Serialized(out, first, record_id)
 
 
 class _Output:
@@ -189,6 +99,13 @@ class WarcStore:
         self._path: Path | None = None
         self._relative_path = ""
         self._file_id = 0
+        self._warcinfo_id = new_record_id()  # of the file open now, or of the next one
+
+    @property
+    def warcinfo_id(self) -> str:
+        """The WARC-Record-ID of the warcinfo record heading the file records go into next (read by
+        workers building records; a record built for a file finished meanwhile is retargeted)."""
+        return self._warcinfo_id
 
     # -- files ---------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -215,7 +132,9 @@ class WarcStore:
                   "description": "captures fetched from a web archive by `archivekeeper sync`",
                   "source": self.source, **{k: (v if isinstance(v, str) else json.dumps(v, sort_keys=True))
                                             for k, v in self.info.items()}}
-        _write_record(self._out, _builder().create_warcinfo_record(name, fields))
+        warcinfo = builder().create_warcinfo_record(name, fields)
+        warcinfo.rec_headers.replace_header("WARC-Record-ID", self._warcinfo_id)
+        write_record(self._out, warcinfo)
         self._sync_file()
         _fsync_dir(self.directory)
         self._path = path
@@ -246,6 +165,7 @@ class WarcStore:
         self.files_finished.append(self.workspace.relative(final))
         self._out = None
         self._path = None
+        self._warcinfo_id = new_record_id()
 
     def close(self) -> None:
         """Finish the current file (call after the last commit)."""
@@ -272,6 +192,8 @@ class WarcStore:
         if self._out is None:
             self._open()
         assert self._out is not None and self._path is not None
+        if records.warcinfo_id is not None and records.warcinfo_id != self._warcinfo_id:
+            retarget(records, self._warcinfo_id)
         offset = self._out.position
         try:
             records.body.seek(0)

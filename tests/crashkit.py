@@ -472,6 +472,21 @@ def norm_digest(value: str | None) -> str | None:
     return "sha1:" + rest.upper()
 
 
+def block_digest_holds(raw: RawRecord) -> bool:
+    """A record's block hashes to its own ``WARC-Block-Digest`` (sha1/sha256, base32 or base16), or it has
+    none we can check (absent, another algorithm, a revisit or an ARC record)."""
+    claim = raw.header("warc-block-digest")
+    if raw.kind != "warc" or claim is None or raw.header("warc-type") == "revisit":
+        return True
+    alg, _, value = claim.strip().partition(":")
+    alg = alg.strip().lower().replace("-", "")
+    if alg not in ("sha1", "sha256"):
+        return True
+    digest = hashlib.new(alg, raw.block).digest()
+    value = value.strip()
+    return value.lower() == digest.hex() or value.upper().rstrip("=") == base64.b32encode(digest).decode().rstrip("=")
+
+
 def read_span(path: Path, offset: int, length: int) -> bytes:
     with open(path, "rb") as handle:
         handle.seek(offset)
@@ -795,11 +810,15 @@ def check_row_reads_back(workspace: Path, row: Sequence[Any], *, damaged_input: 
         assert raw.payload is not None and claimed == digest == sha1_b32(raw.payload), (
             f"{where}: marked verified but header digest {claimed}, catalogued {digest}, "
             f"payload {sha1_b32(raw.payload) if raw.payload is not None else None}")
+        assert block_digest_holds(raw), (
+            f"{where}: marked verified but its block does not match WARC-Block-Digest "
+            f"{raw.header('warc-block-digest')}")
 
 
 def damaged_verified_rows(workspace: Path) -> list[str]:
     """Rows marked ``verified`` whose record does not genuinely verify: the bytes at the catalogued offset must
-    be one intact record (gzip CRC good) whose payload hashes to its own ``WARC-Payload-Digest``."""
+    be one intact record (gzip CRC good) whose payload hashes to its own ``WARC-Payload-Digest`` and whose
+    block hashes to its own ``WARC-Block-Digest`` when it has one."""
     bad: list[str] = []
     with open_catalog(workspace) as conn:
         if conn is None:

@@ -22,7 +22,7 @@ from archivekeeper.catalog import Catalog
 from archivekeeper.demo import generate_sample_archive
 from archivekeeper.digests import sha1_base32
 from archivekeeper.importer import Importer
-from archivekeeper.models import Selection
+from archivekeeper.models import CatalogRecord, Selection
 from archivekeeper.package import ExportOptions, run_export
 from archivekeeper.verify import verify_export
 from archivekeeper.workspace import Workspace
@@ -177,3 +177,67 @@ def make_full(store: tuple[Workspace, Catalog], factory: pytest.TempPathFactory)
     options = ExportOptions(formats=("warc", "jsonl", "parquet"), shard_size=200_000, jobs=2)
     run_export(workspace, catalog, "corpus", str(dest), Selection(), options, env=ENV)
     return dest, check_export(dest)
+
+
+# -- the export's roles, worked out record by record in Python (the planner does it in SQL) --------
+
+Role = tuple[str, str | None, str | None, bool]  # role, reason, record key of the canonical record, selected
+
+
+def _left_out_reason(rec: CatalogRecord, cutoff: str) -> str | None:
+    if not (rec.pre_cutoff and rec.capture_time < cutoff):
+        return "post_cutoff"
+    if rec.record_type == "revisit":
+        return None
+    if rec.verification == "verified" and rec.record_type in ("response", "resource") and rec.digest is not None:
+        return None
+    return rec.verification if rec.verification in ("mismatch", "transformed") else "unverifiable"
+
+
+def _holds(rec: CatalogRecord, cutoff: str) -> bool:
+    """A record a revisit outside its own selection may be resolved to."""
+    return (rec.payload_sha1 == rec.digest and rec.record_type in ("response", "resource")
+            and rec.verification == "verified" and rec.pre_cutoff and rec.capture_time < cutoff)
+
+
+def expected_roles(catalog: Catalog, selection: Selection) -> dict[str, Role]:
+    """``{record key: role}`` of every capture an export of ``selection`` covers (module docstring of export.py)."""
+    cutoff = catalog.cutoff_iso
+    order = lambda rec: (rec.capture_time, rec.record_key)  # noqa: E731
+    selected = list(catalog.query(selection))
+    everything = list(catalog.query(Selection()))
+    reasons = {rec.record_key: _left_out_reason(rec, cutoff) for rec in selected}
+    candidates = [rec for rec in selected if reasons[rec.record_key] is None and rec.record_type != "revisit"]
+    first: dict[str, CatalogRecord] = {}
+    for rec in sorted(candidates, key=order):
+        first.setdefault(str(rec.digest), rec)
+    roles: dict[str, Role] = {}
+    for rec in selected:
+        key, reason = rec.record_key, reasons[rec.record_key]
+        if reason is not None:
+            roles[key] = ("left_out", reason, None, True)
+        elif rec.record_type != "revisit":
+            holder = first[str(rec.digest)]
+            roles[key] = ("exported", None, key, True) if holder is rec else ("alias", "duplicate", holder.record_key,
+                                                                             True)
+    for rec in selected:
+        if rec.record_type != "revisit" or reasons[rec.record_key] is not None:
+            continue
+        holder = first.get(str(rec.digest)) if rec.digest is not None else None
+        if holder is None:
+            outside = sorted((h for h in everything if h.digest == rec.digest and _holds(h, cutoff)), key=order)
+            holder = outside[0] if outside and rec.digest is not None else None
+            if holder is not None:
+                roles.setdefault(holder.record_key, ("exported", None, holder.record_key, False))
+        roles[rec.record_key] = (("alias", "revisit", holder.record_key, True) if holder is not None
+                                 else ("left_out", "revisit_unresolved", None, True))
+    return roles
+
+
+def catalogued_roles(catalog: Catalog, destination: str) -> dict[str, Role]:
+    """``{record key: role}`` as ``export_captures`` holds them for the latest export to ``destination``."""
+    rows = catalog.conn.execute(
+        "SELECT c.record_key, x.role, x.reason, k.record_key, x.selected FROM export_captures x "
+        "JOIN captures c ON c.id = x.capture_id LEFT JOIN captures k ON k.id = x.canonical_id "
+        "WHERE x.export_id = (SELECT max(id) FROM exports WHERE destination = ?)", (destination,)).fetchall()
+    return {key: (role, reason, canonical, bool(selected)) for key, role, reason, canonical, selected in rows}

@@ -133,13 +133,23 @@ def shared_site(basetemp: Path) -> tuple[Path, list[Made]]:
 
 def sync_archive(pywb_factory: Any, realdata: Path, site_path: Path) -> Any:
     """The one pywb all sync tests use: ``site`` (the test archive), ``real`` (pywb's sample WARCs
-    dupes, example and iana) and ``zn`` (the same three behind pywb's sample ZipNum index, paged)."""
+    dupes, example and iana), ``zn`` (the same three behind pywb's sample ZipNum index, paged),
+    and the real ARC files: ``arc`` (the per-record-gzip ``example.arc.gz``) and ``arcplain`` (the
+    uncompressed ``example.arc`` and warcio's ``example-space-in-url.arc``)."""
     from servers import ZipNumCollection
 
     warcs = realdata / "pywb" / "sample_archive" / "warcs"
     files = (warcs / "dupes.warc.gz", warcs / "example.warc.gz", warcs / "iana.warc.gz")
-    return pywb_factory({"site": [site_path], "real": list(files)}, zipnum={"zn": ZipNumCollection(
-        realdata / "pywb" / "sample_archive" / "zipcdx" / "zipnum-sample.idx", files)})
+    return pywb_factory({"site": [site_path], "real": list(files), **arc_collections(realdata)},
+                        zipnum={"zn": ZipNumCollection(
+                            realdata / "pywb" / "sample_archive" / "zipcdx" / "zipnum-sample.idx", files)})
+
+
+def arc_collections(realdata: Path) -> dict[str, list[Path]]:
+    """The real ARC files, by pywb collection (see :func:`sync_archive`)."""
+    warcs = realdata / "pywb" / "sample_archive" / "warcs"
+    return {"arc": [warcs / "example.arc.gz"],
+            "arcplain": [warcs / "example.arc", realdata / "warcio" / "test" / "data" / "example-space-in-url.arc"]}
 
 
 # -- IA-style CDX front -------------------------------------------------------------------------
@@ -281,3 +291,30 @@ def all_records(directory: Path) -> list[tuple[str, dict[str, str]]]:
             for record in ArchiveIterator(handle):
                 out.append((path.name, dict(record.rec_headers.headers)))
     return out
+
+
+def warcinfo_problems(directory: Path, verbatim: frozenset[str] | set[str] = frozenset()) -> tuple[int, list[str]]:
+    """Read every ``.warc.gz`` under ``directory`` with warcio: each must start with its warcinfo record,
+    and every other record must name that record in ``WARC-Warcinfo-ID`` — except the records whose
+    WARC-Record-ID is in ``verbatim`` (an archive's own, stored byte for byte). Returns (records checked,
+    problems)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    checked, problems = 0, []
+    for path in sorted(directory.rglob("*.warc.gz")):
+        with open(path, "rb") as handle:
+            info_id = None
+            for index, record in enumerate(ArchiveIterator(handle)):
+                record_id = record.rec_headers.get_header("WARC-Record-ID")
+                if index == 0:
+                    if record.rec_type != "warcinfo":
+                        problems.append(f"{path.name}: starts with a {record.rec_type} record")
+                    info_id = record_id
+                    continue
+                if record_id in verbatim:
+                    continue
+                checked += 1
+                named = record.rec_headers.get_header("WARC-Warcinfo-ID")
+                if named != info_id:
+                    problems.append(f"{path.name}: {record.rec_type} {record_id} names warcinfo {named}, not {info_id}")
+    return checked, problems

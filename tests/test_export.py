@@ -16,7 +16,9 @@ from exportkit import (
     ENV,
     EPOCH,
     Rec,
+    catalogued_roles,
     check_export,
+    expected_roles,
     import_into,
     make_full,
     make_store,
@@ -207,6 +209,27 @@ def test_a_store_file_changed_since_import_stops_the_export(tmp_path: Path) -> N
     with pytest.raises(ExportError, match="changed since it was catalogued: re-import it"):
         run_export(workspace, catalog, "one", str(tmp_path / "out"), Selection(), ExportOptions(jobs=1), env=ENV)
     catalog.close()
+
+
+def test_roles_and_placements_match_a_record_by_record_reference(store, full, tmp_path: Path) -> None:
+    workspace, catalog = store
+    dest, _ = full
+    expected = expected_roles(catalog, Selection())
+    assert catalogued_roles(catalog, str(dest)) == expected
+    assert {role for role, *_ in expected.values()} == {"exported", "alias", "left_out"}
+    # WARC only: records are copied in runs without reading each one's catalog row; same shards, same places
+    warc_only = tmp_path / "corpus"
+    run_export(workspace, catalog, "corpus", str(warc_only), Selection(),
+               ExportOptions(formats=("warc",), shard_size=200_000, jobs=1), env=ENV)
+    check_export(warc_only)
+    shards = {k: v for k, v in tree_digest(dest).items() if k.startswith("data/warc/")}
+    assert {k: v for k, v in tree_digest(warc_only).items() if k.startswith("data/warc/")} == shards
+    placed = ("SELECT c.record_key, x.seq, x.shard, x.shard_offset FROM export_captures x JOIN captures c "
+              "ON c.id = x.capture_id WHERE x.export_id = (SELECT max(id) FROM exports WHERE destination = ?) "
+              "ORDER BY c.record_key")
+    assert (catalog.conn.execute(placed, (str(warc_only),)).fetchall()
+            == catalog.conn.execute(placed, (str(dest),)).fetchall())
+    assert catalogued_roles(catalog, str(warc_only)) == expected
 
 
 def test_the_catalog_knows_which_exports_contain_a_url(store, full) -> None:

@@ -5,14 +5,26 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from exportkit import EPOCH, Rec, check_export, import_into, read_shard, write_warc
+from exportkit import (
+    EPOCH,
+    Rec,
+    catalogued_roles,
+    check_export,
+    expected_roles,
+    import_into,
+    read_shard,
+    tree_digest,
+    write_warc,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archivekeeper.catalog import Catalog
 from archivekeeper.digests import sha1_base32
 from archivekeeper.errors import ExportError
 from archivekeeper.models import Selection
 from archivekeeper.package import ExportOptions, run_export
+from archivekeeper.workspace import Workspace
 
 CUTOFF = "2023-01-01T00:00:00Z"
 DATES = ["2019-05-05T10:00:00Z", "2021-01-01T00:00:00Z", "2022-12-31T23:59:59Z", CUTOFF, "2023-01-01T00:00:01Z",
@@ -35,6 +47,24 @@ selection = st.sampled_from([
     Selection(pre_cutoff=True),
     Selection(verification="verified"),
 ])
+
+
+SHARD_SIZE = 2048  # a few records per shard
+
+
+def check_warc_only_export_matches(workspace: Workspace, catalog: Catalog, chosen: Selection, root: Path) -> None:
+    """A WARC-only export (records copied in runs, no per-record reading) has the same shards and placements."""
+    run_export(workspace, catalog, "prop", str(root / "warc"), chosen,
+               ExportOptions(formats=("warc",), shard_size=SHARD_SIZE, jobs=1), env={"SOURCE_DATE_EPOCH": EPOCH})
+    check_export(root / "warc")
+    shards = {k: v for k, v in tree_digest(root / "out").items() if k.startswith("data/warc/")}
+    assert {k: v for k, v in tree_digest(root / "warc").items() if k.startswith("data/warc/")} == shards
+    placed = ("SELECT c.record_key, x.role, x.seq, x.shard, x.shard_offset FROM export_captures x JOIN captures c "
+              "ON c.id = x.capture_id WHERE x.export_id = (SELECT max(id) FROM exports WHERE destination = ?) "
+              "ORDER BY c.record_key")
+    assert (catalog.conn.execute(placed, (str(root / "warc"),)).fetchall()
+            == catalog.conn.execute(placed, (str(root / "out"),)).fetchall())
+    assert catalogued_roles(catalog, str(root / "warc")) == catalogued_roles(catalog, str(root / "out"))
 
 
 def build(specs: list[dict[str, object]]) -> list[Rec]:
@@ -62,7 +92,8 @@ def test_no_exported_record_is_post_cutoff_or_unverified(specs: list[dict[str, o
         try:
             try:
                 result = run_export(workspace, catalog, "prop", str(root / "out"), chosen,
-                                    ExportOptions(formats=("warc", "jsonl"), jobs=1), env={"SOURCE_DATE_EPOCH": EPOCH})
+                                    ExportOptions(formats=("warc", "jsonl"), shard_size=SHARD_SIZE, jobs=1),
+                                    env={"SOURCE_DATE_EPOCH": EPOCH})
             except ExportError as exc:
                 assert "nothing to export" in str(exc)
                 assert not (root / "out").exists()
@@ -88,5 +119,7 @@ def test_no_exported_record_is_post_cutoff_or_unverified(specs: list[dict[str, o
                     assert claimed not in digests  # one record per payload
                     digests.add(claimed)
             assert exported == counts["exported"] == result.manifest["counts"]["exported"]
+            assert catalogued_roles(catalog, str(root / "out")) == expected_roles(catalog, chosen)
+            check_warc_only_export_matches(workspace, catalog, chosen, root)
         finally:
             catalog.close()

@@ -18,6 +18,7 @@ import pytest
 from exportkit import make_full, make_store
 from warcio.archiveiterator import ArchiveIterator
 
+from archivekeeper import extract
 from archivekeeper.catalog import Catalog
 from archivekeeper.demo import generate_sample_archive
 from archivekeeper.extract import ROW_FIELDS, DocumentPipeline, detect_language, extract_html, is_document
@@ -125,17 +126,43 @@ def test_rows_read_the_way_datatrove_and_hf_datasets_read_them(full) -> None:
         assert "metadata" not in row and "media" not in row
 
 
-def test_parallel_extraction_gives_the_rows_of_inline_extraction(full) -> None:
+def test_hf_datasets_loads_the_jsonl_and_parquet_files(full, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's ``load_dataset("json"/"parquet", data_files=...)`` on a real export: every row, every field."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    dest, manifest = full
+    expected = rows_of(dest, manifest, "parquet")
+    loaded = {}
+    for kind in ("json", "parquet"):
+        files = [str(dest / f["path"]) for f in manifest["files"] if f["kind"] == ("jsonl" if kind == "json" else kind)]
+        assert len(files) > 1  # several shards, read as one split
+        loaded[kind] = datasets.load_dataset(kind, data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded["parquet"].column_names == list(ROW_FIELDS) == loaded["json"].column_names
+    assert loaded["parquet"].to_list() == expected
+    # pyarrow's JSON reader (HF's json builder) types ISO-8601 capture times as timestamps; the rest is equal
+    for got, want in zip(loaded["json"].to_list(), expected, strict=True):
+        assert got.pop("capture_time").strftime("%Y-%m-%dT%H:%M:%SZ") == want.pop("capture_time")
+        assert got == want
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # Python ≥ 3.12
+def test_parallel_extraction_gives_the_rows_of_inline_extraction(full, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers forked (a single-threaded main process) or from the forkserver give the rows made inline."""
     dest, manifest = full
     jobs = [(str(dest / row["warc_shard"]), row["warc_offset"], {k: row[k] for k in ROW_FIELDS if k != "text"})
-            for row in rows_of(dest, manifest, "jsonl")[:60]]
+            for row in rows_of(dest, manifest, "jsonl")[:70]]
     results = {}
-    for workers in (1, 2):
+    for label, workers, threads in (("inline", 1, 1), ("fork", 2, 1), ("forkserver", 2, 3)):
+        monkeypatch.setattr(extract, "_threads", lambda n=threads: n)
+        assert extract._worker_context().get_start_method() == ("forkserver" if threads > 1 else "fork")
         pipeline = DocumentPipeline(workers)
         try:
             rows = [row for job in jobs for row in pipeline.submit(*job)]
             rows += list(pipeline.finish())
         finally:
             pipeline.close()
-        results[workers] = rows
-    assert results[1] == results[2] and len(results[1]) == 60
+        results[label] = rows
+    assert results["inline"] == results["fork"] == results["forkserver"] and len(results["inline"]) == 70

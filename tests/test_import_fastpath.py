@@ -22,7 +22,7 @@ from archivekeeper.workspace import Workspace
 
 def _raw(warc_date: str) -> tuple[object, ...]:
     return (0, 100, "response", "http://example.com/", warc_date, "<urn:uuid:1>", 200, "text/html", None,
-            "sha1:AAAA", None, None, None, None)
+            "sha1:AAAA", None, None, None, None, None)
 
 
 @pytest.mark.parametrize("warc_date", [

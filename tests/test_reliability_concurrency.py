@@ -11,7 +11,6 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from crashkit import (
     ak_argv,
     check_workspace,

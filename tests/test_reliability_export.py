@@ -115,7 +115,7 @@ def listed(workspace: Path, name: str, env: dict[str, str], *, via_cli: bool = F
 
 # -- local ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("formats", ["warc", "warc,jsonl"])
+@pytest.mark.parametrize("formats", ["warc", "warc,jsonl,parquet"])
 def test_local_export_survives_sigkill(tmp_path: Path, template: Path, formats: str) -> None:
     env = child_env(EPOCH)
     name = "corpus"
@@ -126,6 +126,8 @@ def test_local_export_survives_sigkill(tmp_path: Path, template: Path, formats: 
     assert outcome.returncode == 0, outcome.describe()
     want = check_export(ref_dest, env)
     want_files = data_files(ref_dest)
+    for kind in formats.split(","):  # every format asked for is in the export the kills must reproduce
+        assert any(f".{kind}" in Path(path).name for path in want_files), (kind, sorted(want_files))
     rng = seeded("export-local", formats)
     wanted = scaled(30 if formats == "warc" else 5)
     tried = survived = chain = 0

@@ -2,19 +2,22 @@
 record marked verified; never a silent loss.
 
 Hypothesis mutates real WARCs (``../shared/realdata``) and a generated one — truncation, bit flips inside
-gzip members, a gzip member whose content changed under its old CRC, bad Content-Length, bad WARC-Date,
-huge header lines — and each example imports a batch of mutated files in one ``archivekeeper import``
+gzip members, a gzip member whose content changed under its old CRC, a bit flipped in a response's HTTP
+headers under a good CRC (only ``WARC-Block-Digest`` can tell), bad Content-Length, bad WARC-Date, huge
+header lines — and each example imports a batch of mutated files in one ``archivekeeper import``
 child (``RLIMIT_AS`` capped, killed after a timeout). The oracles, per mutated file:
 
 * the child ends by itself, without a traceback, every stderr line a one-line ``archivekeeper:`` error;
 * the workspace invariants hold (``crashkit.check_workspace``); a ``verified`` row sits in an intact
-  record (gzip CRC good) whose payload genuinely hashes to its own ``WARC-Payload-Digest``;
+  record (gzip CRC good) whose payload genuinely hashes to its own ``WARC-Payload-Digest`` and whose block
+  to its own ``WARC-Block-Digest`` when it has one;
 * every record that lies wholly before the damage is still catalogued (``keeps the records read before
   the fault``), and a record after it is either catalogued or the file is reported.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -60,6 +63,8 @@ class Base:
     gzipped: bool
     spans: tuple[tuple[int, int], ...] = field(repr=False)  # (start, end) of every record (member or plain)
     rows: tuple[tuple[str, int, int], ...] = field(repr=False)  # (record_key, offset, length) of each capture
+    # (record index, start, end) of the HTTP headers of every response record, in its uncompressed bytes
+    http_heads: tuple[tuple[int, int, int], ...] = field(repr=False, default=())
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis prints this, not the bytes
         printer.text(f"Base({self.name!r})")
@@ -82,6 +87,20 @@ def _plain_spans(data: bytes) -> tuple[tuple[int, int], ...]:
         spans.append((pos, end))
         pos = end
     return tuple(spans)
+
+
+def _http_heads(data: bytes, gzipped: bool, spans: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int, int], ...]:
+    """Where the HTTP headers of each response record lie (see ``Base.http_heads``)."""
+    heads = []
+    for index, (start, end) in enumerate(spans):
+        plain = zlib.decompress(data[start:end], 31) if gzipped else data[start:end]
+        lines, body_at = _split_head(plain)
+        names = b"\n".join(lines).lower()
+        if b"warc-type: response" in names and b"application/http" in names:
+            http_end = plain.find(b"\r\n\r\n", body_at)
+            if http_end > body_at:
+                heads.append((index, body_at, http_end))
+    return tuple(heads)
 
 
 # (file size, record start) -> where the record's block ends (a cut after that point only loses the closing
@@ -115,7 +134,8 @@ def bases() -> tuple[Base, ...]:
             outcome = run_ak(ws, "import", str(copy), "--json", timeout=TIMEOUT)
             assert outcome.returncode == 0, outcome.describe()
             snap = check_workspace(ws)
-            out.append(Base(path.name, data, gzipped, spans, tuple((r[0], r[14], r[15]) for r in snap.captures)))
+            out.append(Base(path.name, data, gzipped, spans, tuple((r[0], r[14], r[15]) for r in snap.captures),
+                            _http_heads(data, gzipped, spans)))
         return tuple(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -137,6 +157,7 @@ class Mutated:
 
 
 def _recompress(plain: bytes, header: bytes, trailer: bytes | None = None) -> bytes:
+    header = header[:3] + b"\x00" + header[4:10]  # no FNAME/FEXTRA/FCOMMENT follow (post-test.warc.gz has a name)
     packer = zlib.compressobj(6, zlib.DEFLATED, -15)
     body = packer.compress(plain) + packer.flush()
     if trailer is None:
@@ -169,12 +190,29 @@ def _edit_record(base: Base, index: int, edit: str, value: bytes) -> tuple[bytes
     return base.data[:start] + changed + base.data[end:], start, end
 
 
+def _flip_http_header(base: Base, head: tuple[int, int, int], choice: int) -> Mutated:
+    """One bit flipped inside a response's HTTP headers, a gzip member recompressed with a correct CRC: only
+    the record's WARC-Block-Digest can tell (its payload digest still holds)."""
+    index, head_start, head_end = head
+    start, end = base.spans[index]
+    chunk = base.data[start:end]
+    plain = bytearray(zlib.decompress(chunk, 31) if base.gzipped else chunk)
+    bit = head_start * 8 + choice % ((head_end - head_start) * 8)
+    plain[bit // 8] ^= 1 << (bit % 8)
+    changed = gzip.compress(bytes(plain), mtime=0) if base.gzipped else bytes(plain)
+    return Mutated("http-header-bitflip", f"record {index} HTTP header bit {bit}",
+                   base.data[:start] + changed + base.data[end:], start, end)
+
+
 @st.composite
 def mutations(draw: st.DrawFn) -> tuple[Base, Mutated]:
     base = draw(st.sampled_from(bases()))
     kinds = ["truncate", "content-length", "warc-date", "huge-header"]
     kinds += ["gzip-bitflip", "gzip-stale-crc"] if base.gzipped else ["bitflip"]
+    kinds += ["http-header-bitflip"] if base.http_heads else []
     kind = draw(st.sampled_from(kinds))
+    if kind == "http-header-bitflip":
+        return base, _flip_http_header(base, draw(st.sampled_from(base.http_heads)), draw(st.integers(0, 1 << 20)))
     size = len(base.data)
     index = draw(st.integers(0, len(base.spans) - 1))
     start, end = base.spans[index]
@@ -386,3 +424,17 @@ def test_a_record_the_file_ends_inside_is_not_verified(tmp_path: Path) -> None:
     outcome = run_ak(tmp_path / "ws", "import", str(path), "--json")
     outcome.assert_clean_failure_or_success()
     assert not damaged_verified_rows(tmp_path / "ws")
+
+
+def test_an_http_header_bit_flip_is_never_verified(tmp_path: Path) -> None:
+    """A response's status code changed by one bit under a good gzip CRC: its payload digest still holds, so
+    before WARC-Block-Digest was checked the record was catalogued ``verified``; the oracle now sees it."""
+    base = next(b for b in bases() if b.name == "post-test.warc.gz")
+    mutated = _flip_http_header(base, base.http_heads[0], len(b"HTTP/1.1 20") * 8)  # "200" becomes "201"
+    path = tmp_path / "post-test.warc.gz"
+    path.write_bytes(mutated.data)
+    outcome = run_ak(tmp_path / "ws", "import", str(path), "--json")
+    outcome.assert_clean_failure_or_success()
+    assert not damaged_verified_rows(tmp_path / "ws")
+    flipped = [row for row in check_workspace(tmp_path / "ws", damaged_input=True).captures if row[7] == 201]
+    assert len(flipped) == 1 and flipped[0][17] == "mismatch" and "WARC-Block-Digest" in flipped[0][18], flipped

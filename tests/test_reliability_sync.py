@@ -96,14 +96,67 @@ def test_sync_survives_sigkill(tmp_path: Path, pywb: PywbServer, fault_server_fa
     foreign = fault_server_factory()
     env = child_env({**ENV, "ARCHIVEKEEPER_WARC_SIZE_LIMIT": "200000"})
     command = ["sync", archive.url("/real"), "iana.org", "--match", "domain", "--limit", "12", "--json"]
+    kill_chains(tmp_path, command, env, "sync iana.org (real pywb)", wanted=scaled(50), seed="sync-crash",
+                foreign=foreign)
+    assert all(not r.path.startswith("http") for r in archive.requests)
+
+
+def test_wayback_sync_survives_sigkill(tmp_path: Path, pywb: PywbServer,
+                                       fault_server_factory: FaultServerFactory) -> None:
+    """``sync wayback`` (IA's CDX dialect and ``/web/<ts>id_/`` replay, emulated over pywb's real WARCs)."""
+    from sync_support import IAFront
+
+    foreign = fault_server_factory()
+    with IAFront(pywb.base_url, "real") as front:
+        env = child_env({**named_env("WAYBACK"), "ARCHIVEKEEPER_WAYBACK_BASE_URL": front.base_url,
+                         "ARCHIVEKEEPER_CONTACT": "archivist@example.org", "ARCHIVEKEEPER_WARC_SIZE_LIMIT": "200000"})
+        command = ["sync", "wayback", "iana.org", "--match", "domain", "--limit", "10", "--json"]
+        kill_chains(tmp_path, command, env, "sync wayback iana.org (IA front over pywb)", wanted=scaled(8),
+                    seed="sync-crash-wayback", foreign=foreign)
+        assert any(path.startswith("/cdx/search/cdx?") for path in front.seen)
+
+
+def test_commoncrawl_sync_survives_sigkill(tmp_path: Path, pywb: PywbServer,
+                                           fault_server_factory: FaultServerFactory, realdata: Path) -> None:
+    """``sync commoncrawl``: collinfo.json, a paged pywb crawl index (the real ZipNum sample) and records
+    read by Range from a file server, as data.commoncrawl.org serves them."""
+    from servers import RangeFileServer
+
+    foreign = fault_server_factory()
+    static = tmp_path / "index-static"
+    static.mkdir()
+    index = fault_server_factory(pywb.base_url, static_root=static)
+    (static / "collinfo.json").write_text(json.dumps([
+        {"id": "CC-MAIN-2014-10", "name": "January 2014 Index", "cdx-api": index.url("/zn/cdx"),
+         "from": "2014-01-01T00:00:00", "to": "2014-03-01T00:00:00"}]))
+    with RangeFileServer(realdata / "pywb" / "sample_archive" / "warcs") as data:
+        env = child_env({**named_env("COMMONCRAWL"), "ARCHIVEKEEPER_COMMONCRAWL_BASE_URL": index.base_url,
+                         "ARCHIVEKEEPER_COMMONCRAWL_DATA_URL": data.base_url,
+                         "ARCHIVEKEEPER_WARC_SIZE_LIMIT": "200000"})
+        command = ["sync", "commoncrawl", "iana.org", "--match", "domain", "--limit", "10", "--json"]
+        kill_chains(tmp_path, command, env, "sync commoncrawl iana.org (paged index, range reads)",
+                    wanted=scaled(8), seed="sync-crash-commoncrawl", foreign=foreign)
+
+
+def named_env(source: str) -> dict[str, str]:
+    """The fast settings of ``ENV`` for a named source (``WAYBACK``, ``COMMONCRAWL``)."""
+    return {f"ARCHIVEKEEPER_{source}_{key}": value for key, value in FAST.items()}
+
+
+def kill_chains(tmp_path: Path, command: list[str], env: dict[str, str], label: str, *, wanted: int, seed: str,
+                foreign: FaultServer) -> None:
+    """Kill ``command`` at seeded points in chains of 3-7, each chain then run to the end: every run ends like
+    an uninterrupted one (same summary counts, same captures), the workspace invariants hold after every
+    kill, and the foreign host is never asked anything. Counted in the report under ``label``."""
     reference = tmp_path / "reference"
     outcome, profile = profile_run(ak_argv(reference, *command), reference / "catalog.db-wal", env=env)
-    assert outcome.returncode == 0, outcome.describe()
+    assert outcome.returncode in (0, 1), outcome.describe()
+    expected = _end_state(outcome)
+    assert expected["complete"] or outcome.returncode == 1, outcome.stdout
     assert not check_sync_workspace(reference)
     want = check_workspace(reference)
-    assert len(want.captures) >= 10
-    rng = seeded("sync-crash")
-    wanted = scaled(50)
+    assert len(want.captures) >= 8
+    rng = seeded(seed)
     tried = survived = chain = 0
     try:
         while tried < wanted:
@@ -113,8 +166,7 @@ def test_sync_survives_sigkill(tmp_path: Path, pywb: PywbServer, fault_server_fa
             kills = 0
             for _ in range(rng.randint(3, 7)):
                 point = draw_kill_point(rng, profile, workers=False)
-                killed, pgid = run_and_kill(argv, point, workspace / "catalog.db-wal",
-                                            env=env)
+                killed, pgid = run_and_kill(argv, point, workspace / "catalog.db-wal", env=env)
                 kill_group(pgid)
                 if not killed:  # the run finished first: the job is complete, later runs would do nothing
                     break
@@ -122,8 +174,7 @@ def test_sync_survives_sigkill(tmp_path: Path, pywb: PywbServer, fault_server_fa
                 tried += 1
                 assert not check_sync_workspace(workspace, in_progress=True)
             final = run_ak(workspace, *command, env=env, wait=WAIT)
-            assert final.returncode == 0, final.describe()
-            assert json.loads(final.stdout)["complete"], final.stdout
+            assert final.returncode == outcome.returncode and _end_state(final) == expected, final.describe()
             assert not check_sync_workspace(workspace)
             got = check_workspace(workspace)
             record("sync", "lost", records=len(want.record_keys - got.record_keys))
@@ -131,10 +182,17 @@ def test_sync_survives_sigkill(tmp_path: Path, pywb: PywbServer, fault_server_fa
             assert not diffs, f"chain {chain}: {diffs}"
             survived += kills
     finally:
-        record("sync", "kill", "sync iana.org (real pywb)", tried=tried, survived=survived)
+        record("sync", "kill", label, tried=tried, survived=survived)
         record("sync", "foreign", requests=len(foreign.requests))
     assert survived == tried >= wanted
-    assert all(not r.path.startswith("http") for r in archive.requests)
+
+
+def _end_state(outcome: Outcome) -> dict[str, object]:
+    """What a finished run's ``--json`` summary says of the whole job (not of this run)."""
+    summary = json.loads(outcome.stdout)
+    keys = ("planned", "fetched", "verified", "mismatch", "unverifiable", "skipped", "failed", "failed_by_reason",
+            "complete")
+    return {key: summary[key] for key in keys}
 
 
 # -- faults ----------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import requests
 from conftest import FaultServerFactory, PywbFactory
 from servers import Fault, FaultServer, PywbServer
-from sync_support import SITE, Made, pre_cutoff, record_at, shared_site, sync_archive
+from sync_support import SITE, Made, pre_cutoff, record_at, shared_site, sync_archive, warcinfo_problems
 from typer.testing import CliRunner
 
 from archivekeeper.catalog import Catalog
@@ -130,6 +130,21 @@ def test_real_warcs_through_pywb(tmp_path: Path, pywb: PywbServer) -> None:
         payload = b"".join(read_payload(workspace.resolve(record.warc_file), record.offset, decode=False))
         assert sha1_base32(payload) == record.payload_sha1
         assert (record.payload_sha1 == record.digest) == (record.verification == VERIFIED)
+
+
+def test_every_record_names_its_files_warcinfo(tmp_path: Path, pywb: PywbServer) -> None:
+    """Small files and four workers: files rotate while records built for the old one are in flight
+    (retargeted: see test_sync_warcstore)."""
+    workspace = Workspace.open(tmp_path / "ws", env={**FAST_ENV, "ARCHIVEKEEPER_WARC_SIZE_LIMIT": "60000"})
+    catalog = Catalog.open(workspace.catalog_path, workspace.settings.cutoff)
+    summary = run_sync(workspace, catalog, pywb.collection_url("real"),
+                       SyncQuery(url="iana.org", match="domain", date_to=TO), concurrency=4)
+    assert summary.complete and len(summary.files) >= 3
+    checked, problems = warcinfo_problems(workspace.store_dir)
+    assert not problems and checked == 2 * 179  # a response and a metadata record per capture
+    for record in records(catalog):  # a retargeted record still reads back as catalogued
+        payload = b"".join(read_payload(workspace.resolve(record.warc_file), record.offset, decode=False))
+        assert sha1_base32(payload) == record.payload_sha1
 
 
 # -- faults ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import FaultServerFactory, PywbFactory
 from servers import Fault, FaultServer, MotoS3Server, PywbServer, RangeFileServer
-from sync_support import record_at, shared_site, sync_archive
+from sync_support import record_at, shared_site, sync_archive, warcinfo_problems
 from test_sync import FAST_ENV
 from typer.testing import CliRunner
 
@@ -109,6 +109,9 @@ def test_crawls_before_the_cutoff_records_verbatim_revisits_resolved(tmp_path: P
         headers, _, _ = record_at(workspace.resolve(record.warc_file), record.offset)
         assert headers["WARC-Record-ID"] == record.record_id  # the original id survives
     assert revisits > 100
+    verbatim = {r.record_id for r in catalog.query(Selection(source="commoncrawl")) if r.refers_to_url is None}
+    checked, problems = warcinfo_problems(workspace.store_dir, verbatim={v for v in verbatim if v})
+    assert not problems and checked == 182 + revisits  # every metadata record, every resolved revisit
     # collinfo.json is cached in the workspace: a second run does not ask for it again
     assert (tmp_path / "ws" / "cache" / "commoncrawl-collinfo.json").exists()
     run(tmp_path / "ws", env, "iana.org", "--match", "domain")

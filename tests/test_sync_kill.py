@@ -195,3 +195,34 @@ def test_killed_inside_each_crash_window(tmp_path: Path, pywb: PywbServer, kill_
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode() if proc.stderr else ""
     finish(ws, base, *SMALL)
     check_workspace(ws, reference["small"])
+
+
+@pytest.mark.parametrize("size_limit", ["150000", "1073741824"], ids=["mid-job-rotation", "end-of-job"])
+def test_killed_right_after_a_file_is_renamed(tmp_path: Path, pywb: PywbServer, size_limit: str,
+                                              reference: dict[str, set[Identity]]) -> None:
+    """``_finish`` renames ``X.warc.gz.open`` → ``X.warc.gz``, fsyncs the directory, then tells the catalog.
+    Killed at that directory fsync (its 2nd call: the 1st created the file) — a full file rotated mid-job,
+    or the only file finished at the end of the job — the catalog still names ``X.warc.gz.open``: the
+    re-run must find the file under its final name, finish it and leave every record readable where the
+    catalog says."""
+    import crashkit
+
+    ws = tmp_path / "ws"
+    args = command(ws, pywb.collection_url("real"), *SMALL)[2:]
+    env = crashkit.child_env({**ENV, "ARCHIVEKEEPER_WARC_SIZE_LIMIT": size_limit})
+    killed = crashkit.run_killed_at("archivekeeper.warcstore:_fsync_dir#2", ws, *args, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.describe()
+    with crashkit.open_catalog(ws) as conn:
+        assert conn is not None
+        writing = conn.execute("SELECT path FROM files WHERE status = 'writing'").fetchall()
+    assert [Path(p).name.endswith(OPEN_SUFFIX) for (p,) in writing] == [True]  # the window: renamed, not told
+    assert not (ws / writing[0][0]).exists() and (ws / writing[0][0].removesuffix(OPEN_SUFFIX)).exists()
+    crashkit.check_workspace(ws, in_progress=True)  # even now every catalogued record reads back
+
+    rerun = crashkit.run_ak(ws, *args, env=env)
+    assert rerun.returncode == 0, rerun.describe()
+    snapshot = crashkit.check_workspace(ws)  # offsets, digests, no key twice, counts, cutoff flags
+    assert crashkit.check_store(ws, snapshot) >= 1  # complete files, no .open left
+    assert all(not f[0].endswith(OPEN_SUFFIX) and f[3] == "complete" for f in snapshot.files)
+    assert any("finished with" in line for line in rerun.json()["recovered"])
+    check_workspace(ws, reference["small"])

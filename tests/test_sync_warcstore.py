@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import zlib
 from pathlib import Path
 
 import pytest
+from sync_support import warcinfo_problems
 from warcio.archiveiterator import ArchiveIterator
 
 from archivekeeper.catalog import Catalog
@@ -15,6 +17,7 @@ from archivekeeper.digests import sha1_base32
 from archivekeeper.errors import WorkspaceError
 from archivekeeper.models import VERIFIED, CatalogRecord, Selection, make_record_key
 from archivekeeper.warcreader import read_payload
+from archivekeeper.warcrecords import Serialized, serialize_response, serialize_verbatim
 from archivekeeper.warcstore import OPEN_SUFFIX, WarcStore, Written, record_id_for
 from archivekeeper.workspace import Workspace
 
@@ -189,3 +192,43 @@ def test_recovery_never_follows_a_link_out_of_the_store(ws: tuple[Workspace, Cat
         (workspace.store_dir / "sync").rename(workspace.store_dir / "moved")
         (workspace.store_dir / "sync").symlink_to(tmp_path)
         WarcStore(workspace, catalog, source="wayback", info={})
+
+
+def test_records_built_for_a_finished_file_are_retargeted(ws: tuple[Workspace, Catalog], realdata: Path) -> None:
+    """A worker builds records for the file open now; if the store rotates before they are appended, their
+    WARC-Warcinfo-ID is rewritten to the new file's warcinfo. An archive's verbatim record is never touched."""
+    workspace, catalog = ws
+    store = WarcStore(workspace, catalog, source="test", info={}, size_limit=1)
+    body = b"<p>built for the first file</p>" * 40
+
+    def response(n: int) -> Serialized:
+        return serialize_response(uri=f"http://example.org/{n}", capture_time="2021-01-01T00:00:00Z",
+                                  record_id=record_id_for(str(n)), status=200, reason="OK", headers=[],
+                                  body=io.BytesIO(body), body_size=len(body), payload_sha1=sha1_base32(body),
+                                  metadata={"n": n}, warcinfo_id=store.warcinfo_id)
+
+    data = (realdata / "pywb" / "sample_archive" / "warcs" / "example.warc.gz").read_bytes()
+    member = data[333:333 + 1043]  # example.warc.gz's first response record: one gzip member
+    assert gzip.decompress(member).startswith(b"WARC/1.0\r\nWARC-Type: response")
+    early = response(1)
+    verbatim = serialize_verbatim(member=io.BytesIO(member), uri="http://example.com?example=1",
+                                  capture_time="2014-01-03T03:03:21Z", record_id="<urn:uuid:x>", metadata={},
+                                  warcinfo_id=store.warcinfo_id)
+    first_file = store.warcinfo_id
+    store.append(response(0))
+    store.flush()
+    store.rotate_if_full()  # the first file is finished: ``early`` and ``verbatim`` were built for it
+    assert store.warcinfo_id != first_file
+    second = store.append(early)
+    third = store.append(verbatim)
+    store.close()
+    files = sorted((workspace.store_dir / "sync").iterdir())
+    assert len(files) == 2
+    original_id = gzip.decompress(member).split(b"WARC-Record-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    checked, problems = warcinfo_problems(workspace.store_dir, verbatim={original_id})
+    assert not problems and checked == 5
+    stored = files[1].read_bytes()
+    assert stored[third.offset:third.offset + third.length] == member  # byte for byte
+    assert stored[second.offset:second.offset + second.length] != b"" and second.length > 0
+    payload = b"".join(read_payload(files[1], second.offset, decode=False))
+    assert payload == body

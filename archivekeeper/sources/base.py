@@ -8,13 +8,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..cdx import FIELD_ALIASES, CdxFetch, CdxPage, error_message
 from ..config import SourceSettings
 from ..errors import ConfigError, SourceError
 from ..http import HttpClient
 from ..models import MATCH_TYPES, Capture
+
+if TYPE_CHECKING:
+    from .arc import ArcRecord
 
 _COLLAPSE = re.compile(r"^([a-z_-]+)(?::(\d+))?$")
 _FILTER = re.compile(r"^(!?)([a-z_-]+):(.*)$", re.S)
@@ -115,7 +118,8 @@ class Fetched:
     """One capture as fetched: the bytes, the archive's capture time, headers and verification.
 
     ``kind`` is ``replay`` (a payload rebuilt into a response record), ``record`` (a complete WARC
-    record to store verbatim; ``body`` holds its bytes) or ``resolved-revisit`` (a revisit's
+    record to store verbatim; ``body`` holds its bytes), ``arc`` (an ARC record; ``body`` holds its
+    block as stored, written into a WARC record of ours) or ``resolved-revisit`` (a revisit's
     headers with the payload of the capture it refers to).
     """
 
@@ -135,6 +139,7 @@ class Fetched:
     record_id: str | None = None
     claimed_digest: str | None = None  # WARC-Payload-Digest of a verbatim record
     details: dict[str, Any] = field(default_factory=dict)  # goes into the metadata record
+    arc: ArcRecord | None = None  # kind ``arc``: the ARC header line and the block's SHA-1
 
     def close(self) -> None:
         self.body.close()

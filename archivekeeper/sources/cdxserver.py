@@ -4,7 +4,8 @@ Planning: ``BASE/cdx`` (pywb answers NDJSON, IA-style servers JSON arrays: both 
 with ``showNumPages``/``page`` when the server has a paged (ZipNum) index; a plain index answers
 everything at once. Fetching: the raw replay ``BASE/<timestamp>id_/<url>``, or — when the settings
 give a ``data_url`` for the archive's files and the CDX row has ``filename``/``offset``/``length`` —
-a direct range read of the WARC record, stored verbatim.
+a direct range read of the WARC record, stored verbatim (an ARC record's block is written into a
+WARC record of ours: :mod:`.arc`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from .records import (
     s3_range_reader,
 )
 from .replay import fetch_replay
-
-ARC_SUFFIXES = (".arc", ".arc.gz")
 
 
 def pywb_params(query: SyncQuery) -> dict[str, Any]:
@@ -91,8 +90,7 @@ class CdxServerSource(Source):
         yield from pages_by_number(fetch, pywb_params(query), cursor=cursor)
 
     def _ranged(self, capture: Capture) -> bool:
-        return bool(self.settings.data_url and capture.filename and capture.offset is not None and capture.length
-                    and not capture.filename.lower().endswith(ARC_SUFFIXES))
+        return bool(self.settings.data_url and capture.filename and capture.offset is not None and capture.length)
 
     def fetch(self, capture: Capture, *, original: LocalPayload | None = None) -> Fetched:
         if self._reader is None or not self._ranged(capture) or (capture.is_revisit and original is None):

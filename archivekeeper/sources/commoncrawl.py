@@ -4,7 +4,9 @@ Crawls are listed by ``BASE/collinfo.json`` (cached in the workspace for ``colli
 as Common Crawl asks); the crawls that overlap the query's dates are chosen (or those named with
 ``--crawl``). Each crawl's CDX API (pywb: NDJSON, ``showNumPages``/``page``) is asked in turn, and
 each record is read with a ``Range`` request on the data host (``data_url``; ``s3://commoncrawl/``
-reads through boto3). The bytes are a complete gzipped WARC record and are stored verbatim.
+reads through boto3). The bytes are a complete gzipped WARC record and are stored verbatim; in the
+oldest crawls (CC-MAIN-2008-2009, CC-MAIN-2009-2010, CC-MAIN-2012) they are a gzipped ARC record,
+whose block is written into a WARC record of ours (:mod:`.arc`).
 """
 
 from __future__ import annotations

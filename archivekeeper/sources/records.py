@@ -1,8 +1,10 @@
-"""Read one WARC record by range (HTTP ``Range`` or S3) and check it, for stores verbatim.
+"""Read one WARC or ARC record by range (HTTP ``Range`` or S3) and check it against its CDX line.
 
-The bytes of a Common Crawl record are a complete gzip member holding one WARC record: they are
-stored as they are, so the original WARC-Record-ID and digests survive. Before that we check it is
-the record the CDX line promised (target URI, one complete member) and hash its payload.
+The bytes of a Common Crawl WARC record are a complete gzip member holding one WARC record: they
+are stored as they are, so the original WARC-Record-ID and digests survive. Before that we check it
+is the record the CDX line promised (target URI, one complete member) and hash its payload. An ARC
+record (the oldest crawls) cannot be stored as it is in a WARC file: :mod:`.arc` parses it and the
+store writes its block, as stored, into a WARC record of ours.
 
 A ``revisit`` holds no payload: :func:`resolve_revisit` pairs its headers with the payload of the
 capture it refers to (found by digest), so no capture is stored as an empty body.
@@ -24,6 +26,7 @@ from ..models import MISMATCH, UNVERIFIABLE, VERIFIED, Capture
 from ..surt import surt
 from ..timestamps import parse_warc_date, to_iso
 from ..warcreader import read_payload
+from .arc import parse_arc
 from .base import Fetched, LocalPayload
 
 RangeReader = Callable[[Capture], tuple[IO[bytes], dict[str, Any]]]
@@ -128,7 +131,7 @@ def parse_record(capture: Capture, raw: IO[bytes], details: dict[str, Any]) -> F
     first = plain.read(5)
     plain.seek(0)
     if first != b"WARC/":
-        raise FetchError("the range does not hold a WARC record (an ARC file?)", reason="not-a-warc-record")
+        return _parse_arc_record(capture, raw, plain, details)
     try:
         record = next(iter(ArchiveIterator(plain, check_digests=False)))
         headers = record.rec_headers
@@ -177,6 +180,24 @@ def parse_record(capture: Capture, raw: IO[bytes], details: dict[str, Any]) -> F
     fetched.details["_payload"] = payload  # kept for revisit resolution; never serialised
     if plain is not raw:
         plain.close()
+    return fetched
+
+
+def _parse_arc_record(capture: Capture, raw: IO[bytes], plain: IO[bytes], details: dict[str, Any]) -> Fetched:
+    """An ARC record: its block becomes a WARC record of ours (:mod:`.arc`), checked against the CDX line."""
+    try:
+        fetched = parse_arc(capture, plain, details)
+    finally:
+        if plain is not raw:
+            plain.close()
+        raw.close()
+    if fetched.target_uri != capture.url and not _same_key(fetched.target_uri, capture.urlkey):
+        fetched.close()
+        payload_of(fetched).close()
+        raise FetchError(f"the range holds an ARC record of {fetched.target_uri!r}, not {capture.url!r}",
+                         reason="wrong-record")
+    fetched.verification, fetched.verification_reason = _judge(capture.digest, fetched.payload_sha1)
+    fetched.details["received_bytes"] = capture.length or 0
     return fetched
 
 
