@@ -15,11 +15,14 @@ readers and HF ``datasets`` expect) plus metadata columns, see :data:`ROW_FIELDS
 
 from __future__ import annotations
 
+import codecs
 import functools
+import html
 import json
 import multiprocessing
 import multiprocessing.context
 import os
+import re
 import threading
 import zlib
 from collections import deque
@@ -35,6 +38,8 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 PLAIN_TYPES = frozenset({"text/plain"})
 MAX_DOCUMENT_BYTES = 16 << 20  # larger payloads get no text (and a row saying so)
 READ_CHUNK = 1 << 16
+_TITLE = re.compile(rb"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
+_CHARSET = re.compile(rb"<meta\b[^>]*?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
 MIN_LANGUAGE_CHARS = 20
 LANGUAGE_SAMPLE_CHARS = 2000  # detect_fast is linear in its input; the start of the text is enough to tell
 BATCH = 32  # documents per task: about 50 ms of work, so hand-offs cost under 2 % of the main process
@@ -73,16 +78,38 @@ def extractor_options() -> Any:
 def extract_html(data: bytes) -> tuple[str, str | None]:
     """Main text and title of an HTML page ("" and None when nothing is found).
 
-    The page is parsed once: the title is read from the tree trafilatura then extracts from (a copy of it)."""
+    trafilatura is handed the bytes: handed a parsed tree, it copies it before extracting (8 % of the
+    time). The title is read from the bytes instead (:func:`html_title`)."""
     import trafilatura
 
-    tree = trafilatura.load_html(data)
-    if tree is None:
-        return "", None
-    title = tree.findtext(".//title")
-    title = " ".join(title.split()) or None if title else None
-    text = trafilatura.extract(tree, options=extractor_options())
-    return text or "", title
+    text = trafilatura.extract(data, options=extractor_options())
+    return text or "", html_title(data)
+
+
+def html_title(data: bytes) -> str | None:
+    """The text of the page's first ``<title>`` (what ``.//title`` finds in the parsed tree: raw text, entities
+    decoded, white space collapsed), decoded as UTF-8, else as the charset the page declares, else cp1252."""
+    match = _TITLE.search(data)
+    if match is None:
+        return None
+    raw = match.group(1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode(_declared_charset(data[:match.start()]) or "cp1252", "replace")
+    return " ".join(html.unescape(text).split()) or None
+
+
+def _declared_charset(head: bytes) -> str | None:
+    """The charset a ``<meta>`` in ``head`` declares, if Python knows it."""
+    match = _CHARSET.search(head)
+    if match is None:
+        return None
+    name = match.group(1).decode("ascii")
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
 
 
 def decode_plain(data: bytes) -> str:
@@ -134,9 +161,8 @@ def _read_bounded(reader: Any) -> bytes:
     return b"".join(parts)
 
 
-def make_row(path: str, offset: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """The document row of one record: its payload read from the store, decoded and extracted."""
-    data = read_document(path, offset)
+def document_row(data: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+    """The document row of one record, from its decoded payload (``data``) and catalog fields (``meta``)."""
     text, title = "", None
     try:
         if data and meta["mime"] in HTML_TYPES:
@@ -154,8 +180,11 @@ def make_row(path: str, offset: int, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rows(batch: list[tuple[str, int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of a batch. Its payloads are all read before the first is extracted: reads interleaved with
+    extractions slow the extractor by 5 to 10 % (measured on the bench's pages), a batch read first does not."""
     try:
-        return [make_row(*job) for job in batch]
+        payloads = [read_document(path, offset) for path, offset, _ in batch]
+        return [document_row(data, meta) for data, (_, _, meta) in zip(payloads, batch, strict=True)]
     except Exception as exc:  # exceptions must cross the process boundary as plain, picklable ones
         raise ExportError(f"text extraction failed: {exc}") from None
 
@@ -188,7 +217,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 class DocumentPipeline:
     """Ordered, bounded extraction: ``submit`` jobs, get rows back in submission order.
 
-    With ``jobs`` = 1 rows are made inline; otherwise ``jobs`` worker processes (see
+    With ``jobs`` = 1 rows are made inline, a batch at a time; otherwise ``jobs`` worker processes (see
     :func:`_worker_context`) take batches, at most ``2 × jobs`` batches in flight. The main process
     only reads the catalog, hands out batches and writes rows.
     """
@@ -205,15 +234,15 @@ class DocumentPipeline:
 
     def submit(self, path: str, offset: int, meta: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Queue one document; yields the rows that are ready (in order)."""
-        if self._pool is None:
-            yield make_row(path, offset, meta)
-            return
         self._batch.append((path, offset, meta))
         if len(self._batch) >= BATCH:
             yield from self._send()
 
     def _send(self) -> Iterator[dict[str, Any]]:
-        assert self._pool is not None
+        if self._pool is None:
+            batch, self._batch = self._batch, []
+            yield from _rows(batch)
+            return
         if self._batch:
             self._pending.append(self._pool.submit(_rows, self._batch))
             self._batch = []
@@ -222,8 +251,6 @@ class DocumentPipeline:
 
     def finish(self) -> Iterator[dict[str, Any]]:
         """The rows still in flight, in order."""
-        if self._pool is None:
-            return
         yield from self._send()
         while self._pending:
             yield from self._pending.popleft().result()

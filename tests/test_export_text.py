@@ -15,13 +15,22 @@ import lxml.html
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
+from crashkit import REAL_WARCS
 from exportkit import make_full, make_store
 from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
 
 from archivekeeper import extract
 from archivekeeper.catalog import Catalog
 from archivekeeper.demo import generate_sample_archive
-from archivekeeper.extract import ROW_FIELDS, DocumentPipeline, detect_language, extract_html, is_document
+from archivekeeper.extract import (
+    ROW_FIELDS,
+    DocumentPipeline,
+    detect_language,
+    extract_html,
+    html_title,
+    is_document,
+)
 from archivekeeper.workspace import Workspace
 
 
@@ -69,6 +78,47 @@ def test_main_text_of_the_sample_pages_matches_their_main_content(tmp_path: Path
                 assert "Powered by" not in text and "Skip to" not in text
     assert len(scores) > 50
     assert sum(scores) / len(scores) > 0.9
+
+
+def _lxml_title(html: bytes) -> str | None:
+    tree = lxml.html.fromstring(html)
+    found = tree.findtext(".//title")
+    return " ".join(found.split()) or None if found else None
+
+
+def test_title_is_what_the_parsed_tree_holds_on_real_pages() -> None:
+    """The title read from the bytes equals the parsed tree's on every HTML page of the real archives."""
+    checked = 0
+    for path in sorted(REAL_WARCS.glob("*.warc*")):
+        try:
+            with open(path, "rb") as handle:
+                for record in ArchiveIterator(handle):
+                    if record.rec_type != "response" or not record.http_headers:
+                        continue
+                    if "html" not in (record.http_headers.get_header("Content-Type") or ""):
+                        continue
+                    html = record.content_stream().read()
+                    if b"<title" not in html.lower():
+                        continue
+                    assert html_title(html) == _lxml_title(html), (path.name, record.rec_headers["WARC-Target-URI"])
+                    checked += 1
+        except ArchiveLoadFailed:
+            continue  # one gzip stream over several records: not a page source here
+    assert checked >= 10
+
+
+@pytest.mark.parametrize(("html", "title"), [
+    ("<html><head><TITLE lang=en>  Caf\u00e9 &amp; Bar\n menu </TITLE></head></html>".encode(), "Caf\u00e9 & Bar menu"),
+    ('<meta charset="iso-8859-1"><title>Caf\u00e9</title>'.encode("latin-1"), "Caf\u00e9"),
+    ('<meta http-equiv="Content-Type" content="text/html; charset=koi8-r"><title>\u041c\u0438\u0440</title>'
+     .encode("koi8-r"), "\u041c\u0438\u0440"),
+    ("<title>na\u00efve</title>".encode("cp1252"), "na\u00efve"),  # no charset declared, not UTF-8: cp1252
+    (b"<title>   </title><p>empty</p>", None),
+    (b"<html><body><p>no title</p></body></html>", None),
+    (b"<titles>not one</titles>", None),
+])
+def test_title_decoding(html: bytes, title: str | None) -> None:
+    assert html_title(html) == title
 
 
 def test_language_is_detected_only_when_there_is_enough_text() -> None:
