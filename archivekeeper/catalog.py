@@ -13,19 +13,44 @@ Writes go through one transaction per chunk of records (``executemany``): sqlite
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from .errors import CatalogError, ConfigError
 from .models import MATCH_TYPES, CatalogRecord, Selection
 from .surt import match_range, surt
 from .timestamps import to_iso
+
+
+def _import_sqlite_utils() -> Any:
+    """``sqlite_utils``, imported without pandas and numpy.
+
+    sqlite-utils imports both whenever they are installed (as they are beside any data pipeline), only to map
+    their value types, which the catalog never passes. That import costs every command about 0.3 s and starts
+    pyarrow's allocator threads, and a process with threads cannot fork its export workers safely."""
+    if "sqlite_utils" in sys.modules:
+        return sys.modules["sqlite_utils"]
+    blocked = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # import fails: sqlite-utils goes without it
+    try:
+        import sqlite_utils
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+    return sqlite_utils
+
+
+if TYPE_CHECKING:
+    import sqlite_utils
+else:
+    sqlite_utils = _import_sqlite_utils()
 
 SCHEMA_VERSION = 1
 # connection settings while importing (see Catalog.bulk_writes): a 4 MiB page cache (SQLite's

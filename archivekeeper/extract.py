@@ -297,10 +297,12 @@ def parquet_schema() -> Any:
 
 
 def require_pyarrow() -> None:
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        raise ConfigError("the parquet format needs pyarrow: pip install 'archivekeeper[parquet]'") from None
+    """Fail early when pyarrow is missing, without importing it yet (its threads would keep the extraction
+    workers from being forked: see :func:`_worker_context`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:  # a submodule's spec would import the package
+        raise ConfigError("the parquet format needs pyarrow: pip install 'archivekeeper[parquet]'")
 
 
 class ParquetWriter:

@@ -6,6 +6,8 @@ import gzip
 import io
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +218,16 @@ def test_parallel_extraction_gives_the_rows_of_inline_extraction(full, monkeypat
             pipeline.close()
         results[label] = rows
     assert results["inline"] == results["fork"] == results["forkserver"] and len(results["inline"]) == 70
+
+
+def test_the_cli_starts_without_pandas_or_threads() -> None:
+    """sqlite-utils would import pandas and numpy (and with them pyarrow's allocator threads) whenever they
+    are installed, as they are here; a command starts without them, single-threaded, so extraction workers
+    fork; pandas still imports afterwards for whoever wants it."""
+    code = ("import os, sys; import archivekeeper.cli, archivekeeper.package, archivekeeper.extract as ex\n"
+            "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules), ex._threads(),\n"
+            "      ex._worker_context().get_start_method())\n"
+            "import pandas, sqlite_utils; print(sqlite_utils.Database(memory=True).execute('select 1').fetchone())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[] 1 fork"
+    assert out[1] == "(1,)"
