@@ -318,3 +318,13 @@ def warcinfo_problems(directory: Path, verbatim: frozenset[str] | set[str] = fro
                 if named != info_id:
                     problems.append(f"{path.name}: {record.rec_type} {record_id} names warcinfo {named}, not {info_id}")
     return checked, problems
+
+
+def crawl_index(fault_server_factory: Any, upstream: str, static_root: Path, crawls: list[dict[str, str]]) -> Any:
+    """A Common Crawl index server: ``collinfo.json`` listing ``crawls`` (each ``cdx-api`` a path on this
+    server, made a URL here) served from ``static_root``, everything else passed to ``upstream``."""
+    static_root.mkdir()
+    server = fault_server_factory(upstream, static_root=static_root)
+    (static_root / "collinfo.json").write_text(json.dumps(
+        [{**crawl, "cdx-api": server.url(crawl["cdx-api"])} for crawl in crawls]))
+    return server

@@ -19,7 +19,7 @@ import pytest
 import requests
 from conftest import FaultServerFactory, PywbFactory
 from servers import Fault, FaultServer, PywbServer, RangeFileServer
-from sync_support import arc_collections, shared_site, sync_archive
+from sync_support import arc_collections, crawl_index, shared_site, sync_archive
 from test_sync import FAST_ENV
 from typer.testing import CliRunner
 from warcio.archiveiterator import ArchiveIterator
@@ -60,15 +60,11 @@ def data(arcs: Path) -> Iterator[RangeFileServer]:
 @pytest.fixture
 def index(pywb: PywbServer, tmp_path: Path, fault_server_factory: FaultServerFactory) -> FaultServer:
     """collinfo.json with three ARC-era crawls, each crawl's CDX API a pywb collection of ARC files."""
-    static = tmp_path / "index-static"
-    static.mkdir()
-    server = fault_server_factory(pywb.base_url, static_root=static)
-    (static / "collinfo.json").write_text(json.dumps([
-        {"id": SHORT_CRAWL, "name": "2012", "cdx-api": server.url("/short/cdx")},
-        {"id": GZ_CRAWL, "name": "2009-2010", "cdx-api": server.url("/arc/cdx")},
-        {"id": PLAIN_CRAWL, "name": "2008-2009", "cdx-api": server.url("/arcplain/cdx")},
-    ]))
-    return server
+    return crawl_index(fault_server_factory, pywb.base_url, tmp_path / "index-static", [
+        {"id": SHORT_CRAWL, "name": "2012", "cdx-api": "/short/cdx"},
+        {"id": GZ_CRAWL, "name": "2009-2010", "cdx-api": "/arc/cdx"},
+        {"id": PLAIN_CRAWL, "name": "2008-2009", "cdx-api": "/arcplain/cdx"},
+    ])
 
 
 def env_for(index: FaultServer, data_url: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import FaultServerFactory, PywbFactory
 from servers import Fault, FaultServer, MotoS3Server, PywbServer, RangeFileServer
-from sync_support import record_at, shared_site, sync_archive, warcinfo_problems
+from sync_support import crawl_index, record_at, shared_site, sync_archive, warcinfo_problems
 from test_sync import FAST_ENV
 from typer.testing import CliRunner
 
@@ -44,16 +44,12 @@ def pywb(pywb_factory: PywbFactory, realdata: Path, tmp_path_factory: pytest.Tem
 @pytest.fixture
 def index(pywb: PywbServer, tmp_path: Path, fault_server_factory: FaultServerFactory) -> FaultServer:
     """index.commoncrawl.org: collinfo.json (newest crawl first) and each crawl's CDX API."""
-    static = tmp_path / "index-static"
-    static.mkdir()
-    server = fault_server_factory(pywb.base_url, static_root=static)
-    (static / "collinfo.json").write_text(json.dumps([
-        {"id": LATE, "name": "February 2024 Index", "cdx-api": server.url("/later/cdx"),
+    return crawl_index(fault_server_factory, pywb.base_url, tmp_path / "index-static", [
+        {"id": LATE, "name": "February 2024 Index", "cdx-api": "/later/cdx",
          "from": "2024-02-20T00:00:00", "to": "2024-03-05T00:00:00"},
-        {"id": EARLY, "name": "January 2014 Index", "cdx-api": server.url("/zn/cdx"),
+        {"id": EARLY, "name": "January 2014 Index", "cdx-api": "/zn/cdx",
          "from": "2014-01-01T00:00:00", "to": "2014-03-01T00:00:00"},
-    ]))
-    return server
+    ])
 
 
 @pytest.fixture
