@@ -38,7 +38,8 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 PLAIN_TYPES = frozenset({"text/plain"})
 MAX_DOCUMENT_BYTES = 16 << 20  # larger payloads get no text (and a row saying so)
 READ_CHUNK = 1 << 16
-_TITLE = re.compile(rb"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
+_TITLE_OPEN = re.compile(rb"<title\b[^<>]{0,4096}>", re.I)  # a try ends at the next "<": linear
+_TITLE_CLOSE = re.compile(rb"</title\s*>", re.I)
 _CHARSET = re.compile(rb"<meta\b[^>]*?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
 MIN_LANGUAGE_CHARS = 20
 LANGUAGE_SAMPLE_CHARS = 2000  # detect_fast is linear in its input; the start of the text is enough to tell
@@ -89,14 +90,15 @@ def extract_html(data: bytes) -> tuple[str, str | None]:
 def html_title(data: bytes) -> str | None:
     """The text of the page's first ``<title>`` (what ``.//title`` finds in the parsed tree: raw text, entities
     decoded, white space collapsed), decoded as UTF-8, else as the charset the page declares, else cp1252."""
-    match = _TITLE.search(data)
-    if match is None:
+    opening = _TITLE_OPEN.search(data)
+    closing = _TITLE_CLOSE.search(data, opening.end()) if opening else None
+    if opening is None or closing is None:  # one linear scan each, whatever the page holds
         return None
-    raw = match.group(1)
+    raw = data[opening.end():closing.start()]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode(_declared_charset(data[:match.start()]) or "cp1252", "replace")
+        text = raw.decode(_declared_charset(data[:opening.start()]) or "cp1252", "replace")
     return " ".join(html.unescape(text).split()) or None
 
 

@@ -123,6 +123,14 @@ def test_title_decoding(html: bytes, title: str | None) -> None:
     assert html_title(html) == title
 
 
+def test_title_of_hostile_pages_is_found_in_one_pass() -> None:
+    """Millions of unclosed ``<title`` tags, or a title that never closes, give no title after one linear pass
+    (the earlier lazy ``<title>(.*?)</title>`` search took minutes on the first page here)."""
+    assert html_title(b"<title" * 2_000_000) is None
+    assert html_title(b"<title>" + b"a" * 4_000_000) is None
+    assert html_title(b"<title" * 1000 + b"<title data-x=1>found</TITLE >") == "found"
+
+
 def test_language_is_detected_only_when_there_is_enough_text() -> None:
     assert detect_language("The library opens again on Monday after the summer works on the roof.") == "en"
     assert detect_language("Die Bibliothek öffnet am Montag wieder, nachdem das Dach repariert wurde.") == "de"
