@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,8 +19,9 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
 from .digests import HashingReader
-from .errors import InputFileError
+from .errors import ConfigError, InputFileError
 from .models import CATALOGUED_TYPES
+from .timestamps import parse_timestamp
 from .warcreader import READ_CHUNK, RawRecord, ScanResult, payload_sha1
 
 
@@ -109,8 +109,8 @@ def _arc_damage(probe: BinaryIO, offset: int, gzipped: bool, short: int, misfram
 
 def _valid_arc_date(digits: str) -> bool:
     try:
-        datetime.strptime(digits, "%Y%m%d%H%M%S")
-    except ValueError:
+        parse_timestamp(digits)
+    except ConfigError:
         return False
     return True
 
